@@ -1,0 +1,92 @@
+"""The Python API: compile, load, InferenceSession."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import IrcError
+from .frontend import import_onnx
+from .passes import PassManager, pipeline
+from .runtime.model import CompiledModel
+
+TARGETS = ("cpu",)
+
+
+def optimize(graph, opt_level: int = 2, disable_passes: Sequence[str] = (), verify_each: bool = False,
+             print_after: Sequence[str] = (), print_after_all: bool = False, time_passes: bool = False,
+             out=None):
+    """Run the -O pipeline on an imported graph."""
+    pm = PassManager(pipeline(opt_level, disable_passes), verify_each=verify_each, print_after=print_after,
+                     print_after_all=print_after_all, time_passes=time_passes, out=out or sys.stderr)
+    return pm.run(graph)
+
+
+def compile(model, target: str = "cpu", opt_level: int = 2, quantize=None, calibration=None,
+            disable_passes: Sequence[str] = (), *, verify_each: bool = False, print_after: Sequence[str] = (),
+            print_after_all: bool = False, time_passes: bool = False, out=None) -> CompiledModel:
+    """Compile an ONNX model (path, bytes or onnx.ModelProto) for ``target``."""
+    if target not in TARGETS:
+        raise IrcError(f"unknown target {target!r}; targets are {', '.join(TARGETS)}")
+    if quantize is not None:
+        raise IrcError(f"quantize={quantize!r} is not supported yet")
+    from .backend.cpu import check_supported
+    graph = import_onnx(model)
+    graph = optimize(graph, opt_level, disable_passes, verify_each, print_after, print_after_all,
+                     time_passes, out)
+    check_supported(graph)
+    options = {"opt_level": opt_level, "disable_passes": list(disable_passes)}
+    return CompiledModel(graph, target, options)
+
+
+def load(path) -> CompiledModel:
+    """Load a model.bin written by ``CompiledModel.save``."""
+    from .runtime.artifact import read_artifact
+    return read_artifact(path)
+
+
+class NodeArg:
+    """What InferenceSession.get_inputs()/get_outputs() return, as onnxruntime's NodeArg."""
+
+    def __init__(self, name: str, shape, type: str):
+        self.name, self.shape, self.type = name, shape, type
+
+    def __repr__(self):
+        return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape})"
+
+
+_ORT_TYPES = {"f32": "float", "f16": "float16", "f64": "double", "i8": "int8", "i16": "int16", "i32": "int32",
+              "i64": "int64", "u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64", "bool": "bool",
+              "str": "string"}
+
+
+class InferenceSession:
+    """onnxruntime-style session over an .onnx (compiled on the fly) or a .bin artifact."""
+
+    def __init__(self, path_or_model, providers=None, **compile_options):
+        if isinstance(path_or_model, (str, os.PathLike)) and os.fspath(path_or_model).endswith(".bin"):
+            self.model = load(path_or_model)
+        else:
+            self.model = compile(path_or_model, **compile_options)
+
+    def _args(self, values, names) -> List[NodeArg]:
+        return [NodeArg(n, None if v.type.shape is None else list(v.type.shape),
+                        f"tensor({_ORT_TYPES[v.type.dtype]})") for v, n in zip(values, names)]
+
+    def get_inputs(self) -> List[NodeArg]:
+        g = self.model.graph
+        return self._args(g.inputs, [v.name for v in g.inputs])
+
+    def get_outputs(self) -> List[NodeArg]:
+        g = self.model.graph
+        return self._args(g.outputs, g.output_names)
+
+    def run(self, output_names: Optional[Iterable[str]], feeds, run_options=None) -> List[np.ndarray]:
+        res = self.model.run(feeds)
+        names = self.model.output_names if output_names is None else list(output_names)
+        unknown = [n for n in names if n not in res]
+        if unknown:
+            raise IrcError(f"unknown output(s) {unknown}; the model's outputs are {self.model.output_names}")
+        return [res[n] for n in names]

@@ -1,0 +1,1 @@
+"""Backends: lowering of the optimized IR to kernels and an execution plan."""

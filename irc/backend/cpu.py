@@ -1,0 +1,103 @@
+"""CPU backend: choose a kernel for every node and build the execution plan.
+
+A plan is made for concrete input shapes (``bind``): the graph is specialized to those shapes (shapes
+become constants and the shape arithmetic folds away), then each node gets its kernel. Plans are cached
+per input signature by the executor, so a model with a symbolic batch runs at any batch size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Sequence
+
+import numpy as np
+
+from ..errors import IrcError, UnsupportedError
+from ..ir import Graph, Node, TensorType
+from .registry import lowering
+
+
+@dataclass
+class Step:
+    node: Node
+    fn: object
+    inputs: List[int]
+    outputs: List[int]
+    algo: str = ""
+
+
+@dataclass
+class Plan:
+    graph: Graph
+    steps: List[Step]
+    n_slots: int
+    consts: dict = field(default_factory=dict)      # slot -> array
+    input_slots: List[int] = field(default_factory=list)
+    output_slots: List[int] = field(default_factory=list)
+
+
+def check_supported(graph: Graph) -> None:
+    """Raise one UnsupportedError naming every node without a CPU kernel."""
+    missing = [n for n in graph.nodes if n.op != "const" and lowering(n.op) is None]
+    if missing:
+        raise UnsupportedError(f"{len(missing)} node(s) have no CPU kernel: " +
+                               "; ".join(f"{n.name!r} ({n.op})" for n in missing))
+
+
+def lower(graph: Graph) -> Plan:
+    """One Step per non-constant node, operands and results numbered as slots."""
+    slots = {}
+
+    def slot(v):
+        if id(v) not in slots:
+            slots[id(v)] = len(slots)
+        return slots[id(v)]
+
+    plan = Plan(graph, [], 0)
+    plan.input_slots = [slot(v) for v in graph.inputs]
+    for n in graph.nodes:
+        if n.op == "const":
+            val = n.attrs["value"]
+            if val is None:
+                raise IrcError(f"constant {n.name!r} has no value")
+            plan.consts[slot(n.outputs[0])] = val
+            continue
+        low = lowering(n.op)
+        if low is None:
+            raise UnsupportedError(f"node {n.name!r}: op {n.op} has no CPU kernel")
+        try:
+            k = low.fn(n)
+        except IrcError as e:
+            raise IrcError(f"node {n.op} {n.name!r}: {e}") from None
+        ins = [-1 if v is None else slot(v) for v in n.inputs]
+        plan.steps.append(Step(n, k.fn, ins, [slot(v) for v in n.outputs], k.algo))
+    plan.output_slots = [slot(v) for v in graph.outputs]
+    plan.n_slots = len(slots)
+    return plan
+
+
+def execute(plan: Plan, feeds: Sequence[np.ndarray]) -> List[np.ndarray]:
+    """Run the plan's steps in order on the given input arrays."""
+    env: list = [None] * plan.n_slots
+    for s, v in plan.consts.items():
+        env[s] = v
+    for s, v in zip(plan.input_slots, feeds):
+        env[s] = v
+    for step in plan.steps:
+        args = [None if i < 0 else env[i] for i in step.inputs]
+        try:
+            res = step.fn(*args)
+        except IrcError:
+            raise
+        except Exception as e:
+            n = step.node
+            raise IrcError(f"node {n.op} {n.name!r} failed at run time: {type(e).__name__}: {e}") from e
+        if len(step.outputs) == 1:
+            env[step.outputs[0]] = res[0] if isinstance(res, tuple) else res
+        else:
+            for s, r in zip(step.outputs, res):
+                env[s] = r
+        for s, v in zip(step.outputs, step.node.outputs):
+            if env[s].dtype != v.type.numpy_dtype:
+                raise IrcError(f"node {step.node.op} {step.node.name!r}: kernel returned {env[s].dtype}, "
+                               f"expected {v.type}")
+    return [env[s] for s in plan.output_slots]

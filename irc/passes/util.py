@@ -1,0 +1,12 @@
+"""Helpers shared by passes."""
+from ..ir import Graph, Value
+
+
+def forward(graph: Graph, old: Value, new: Value) -> bool:
+    """Replace ``old`` by ``new`` everywhere, unless that would make a graph output an input, a constant or
+    a second copy of another output (each output keeps a value of its own). Returns whether it replaced."""
+    if any(o is old for o in graph.outputs):
+        if new.producer is None or new.is_const or any(o is new for o in graph.outputs):
+            return False
+    graph.replace_all_uses(old, new)
+    return True

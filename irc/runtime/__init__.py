@@ -1,0 +1,1 @@
+"""Runtime: the executor, the artifact reader/writer and the kernel cache."""

@@ -1,0 +1,96 @@
+"""The executor: validates feeds, binds symbolic dims, builds (and caches) a plan per input signature."""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Dict, List, Mapping
+
+import numpy as np
+
+from ..errors import InputError, IrcError
+from ..ir import Graph, TensorType
+from ..passes import PassManager
+
+# passes that specialize a graph to concrete input shapes before lowering
+BIND_PASSES = ["infer-shapes", "fold-constants", "simplify", "dce"]
+_PLAN_CACHE_SIZE = 16
+
+
+def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> List[np.ndarray]:
+    """The feeds as arrays in graph-input order; every mismatch is an InputError naming the input."""
+    if not isinstance(feeds, Mapping):
+        raise InputError(f"feeds must be a dict of input name -> array, got {type(feeds).__name__}")
+    names = [v.name for v in graph.inputs]
+    unknown = [k for k in feeds if k not in names]
+    if unknown:
+        raise InputError(f"unknown input(s) {unknown}; the model's inputs are {names}")
+    missing = [n for n in names if n not in feeds]
+    if missing:
+        raise InputError(f"missing input(s) {missing}")
+    arrays: List[np.ndarray] = []
+    bound: Dict[str, tuple] = {}
+    for v in graph.inputs:
+        a = feeds[v.name]
+        if not isinstance(a, np.ndarray):
+            try:
+                a = np.asarray(a)
+            except Exception:
+                raise InputError(f"input {v.name!r}: cannot convert {type(a).__name__} to an array") from None
+        want = v.type
+        if a.dtype != want.numpy_dtype:
+            raise InputError(f"input {v.name!r}: expected dtype {want.dtype} ({want.numpy_dtype}), "
+                             f"got {a.dtype}")
+        if want.shape is not None:
+            if a.ndim != len(want.shape):
+                raise InputError(f"input {v.name!r}: expected shape {list(want.shape)} (rank {len(want.shape)}),"
+                                 f" got {list(a.shape)} (rank {a.ndim})")
+            for axis, (d, n) in enumerate(zip(want.shape, a.shape)):
+                if isinstance(d, int) and d != n:
+                    raise InputError(f"input {v.name!r}: expected shape {list(want.shape)}, got {list(a.shape)} "
+                                     f"(axis {axis} must be {d})")
+                if isinstance(d, str):
+                    if d in bound and bound[d][0] != n:
+                        raise InputError(f"input {v.name!r}: dim {d!r} is {n} on axis {axis}, but {bound[d][0]} "
+                                         f"on input {bound[d][1]!r}")
+                    bound.setdefault(d, (n, v.name))
+        arrays.append(np.ascontiguousarray(a))
+    return arrays
+
+
+class Executor:
+    """Runs a graph on the CPU; thread-safe (plans are immutable once built, each run has its own env)."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self._plans: "OrderedDict[tuple, object]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def plan_for(self, arrays: List[np.ndarray]):
+        from ..backend import cpu
+        sig = tuple((a.shape, a.dtype.str) for a in arrays)
+        with self._lock:
+            plan = self._plans.get(sig)
+            if plan is not None:
+                self._plans.move_to_end(sig)
+                return plan
+        g = self.graph
+        if not all(v.type.is_static and v.type.shape == a.shape for v, a in zip(g.inputs, arrays)):
+            g = g.clone()
+            for v, a in zip(g.inputs, arrays):
+                v.type = TensorType(v.type.dtype, a.shape)
+            try:
+                g = PassManager(BIND_PASSES).run(g)
+            except IrcError as e:
+                raise InputError(f"cannot run with input shapes {[list(a.shape) for a in arrays]}: {e}") from None
+        plan = cpu.lower(g)
+        with self._lock:
+            self._plans[sig] = plan
+            while len(self._plans) > _PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
+        return plan
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> List[np.ndarray]:
+        from ..backend import cpu
+        arrays = check_feeds(self.graph, feeds)
+        plan = self.plan_for(arrays)
+        return cpu.execute(plan, arrays)

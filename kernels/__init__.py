@@ -1,0 +1,1 @@
+"""irc's kernels (installed as ``irc.kernels``): numba code, one module per family."""

@@ -1,0 +1,1 @@
+"""CUDA kernels (numba.cuda), one module per family, mirroring kernels/cpu."""
