@@ -175,7 +175,8 @@ def is_supported(node: onnx.NodeProto) -> bool:
 
 def import_onnx(model) -> Graph:
     """Convert an ONNX model (path, bytes or ModelProto) to an IR graph."""
-    from . import convert_core, convert_nn, convert_tensor  # noqa: F401  (registers the converters)
+    from . import (convert_core, convert_elementwise, convert_nn, convert_pool_norm,  # noqa: F401
+                   convert_tensor)  # (registers the converters)
     proto = load_onnx(model)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
