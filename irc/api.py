@@ -7,12 +7,13 @@ from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import IrcError
+from .errors import IrcError, UnsupportedError
 from .frontend import import_onnx
 from .passes import PassManager, pipeline
 from .runtime.model import CompiledModel
 
 TARGETS = ("cpu",)
+PLANNED_TARGETS = ("cuda",)
 
 
 def optimize(graph, opt_level: int = 2, disable_passes: Sequence[str] = (), verify_each: bool = False,
@@ -28,10 +29,12 @@ def compile(model, target: str = "cpu", opt_level: int = 2, quantize=None, calib
             disable_passes: Sequence[str] = (), *, verify_each: bool = False, print_after: Sequence[str] = (),
             print_after_all: bool = False, time_passes: bool = False, out=None) -> CompiledModel:
     """Compile an ONNX model (path, bytes or onnx.ModelProto) for ``target``."""
+    if target in PLANNED_TARGETS:
+        raise UnsupportedError(f"target {target!r} is not supported yet; targets are {', '.join(TARGETS)}")
     if target not in TARGETS:
         raise IrcError(f"unknown target {target!r}; targets are {', '.join(TARGETS)}")
-    if quantize is not None:
-        raise IrcError(f"quantize={quantize!r} is not supported yet")
+    if quantize is not None or calibration is not None:
+        raise UnsupportedError(f"quantization (quantize={quantize!r}, calibration) is not supported yet")
     from .backend.cpu import check_supported
     graph = import_onnx(model)
     graph = optimize(graph, opt_level, disable_passes, verify_each, print_after, print_after_all,
@@ -66,7 +69,9 @@ class InferenceSession:
     """onnxruntime-style session over an .onnx (compiled on the fly) or a .bin artifact."""
 
     def __init__(self, path_or_model, providers=None, **compile_options):
-        if isinstance(path_or_model, (str, os.PathLike)) and os.fspath(path_or_model).endswith(".bin"):
+        from .runtime.artifact import is_artifact
+        if isinstance(path_or_model, (str, os.PathLike)) and (os.fspath(path_or_model).endswith(".bin")
+                                                              or is_artifact(path_or_model)):
             self.model = load(path_or_model)
         else:
             self.model = compile(path_or_model, **compile_options)

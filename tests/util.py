@@ -30,7 +30,7 @@ def node_model(op_type: str, inputs: Dict[str, np.ndarray], attrs: Optional[dict
     node = helper.make_node(op_type, order, outs, name=f"{op_type.lower()}_node", **(attrs or {}))
     g_inputs = [helper.make_tensor_value_info(k, NP_TO_ONNX[v.dtype], (symbolic or {}).get(k, list(v.shape)))
                 for k, v in inputs.items()]
-    g_outputs = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outs]
+    g_outputs = [helper.make_empty_tensor_value_info(o) for o in outs]
     inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
     graph = helper.make_graph([node], "test", g_inputs, g_outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)

@@ -1,4 +1,4 @@
-"""Converters for the core ONNX ops (Constant, Dropout, Conv): forms that differ from the op table's."""
+"""Converters for the core ONNX ops (Constant, Dropout): forms that differ from the op table's."""
 from __future__ import annotations
 
 from ..errors import UnsupportedError
@@ -20,16 +20,6 @@ def constant(cv: Converter, node):
 
 @converter("Dropout")
 def dropout(cv: Converter, node):
-    if len(node.output) > 1 and node.output[1]:
-        raise UnsupportedError(f"{cv.where(node)}: the mask output of Dropout is not supported")
+    # no mask result: the importer reports the node unsupported only when a node or output reads the mask
     return [cv.builder(node).op("identity", cv.inputs(node)[0])]
 
-
-@converter("Conv")
-def conv(cv: Converter, node):
-    attrs = cv.attrs(node)
-    attrs.pop("kernel_shape", None)
-    x = cv.inputs(node)[0]
-    if x.type.rank != 4:
-        raise UnsupportedError(f"{cv.where(node)}: only 2-D convolution is supported (input {x.type})")
-    return cv.builder(node).node("conv2d", cv.inputs(node), attrs).outputs

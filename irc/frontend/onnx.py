@@ -7,10 +7,12 @@ defaults) or that need rewriting get a converter of their own in ``convert_*.py`
 ``@converter``, which produces the newest form.
 
 Graph inputs that are also initializers are treated as constants. Every unsupported node is listed in one
-UnsupportedError: node name, op type, domain and opset.
+UnsupportedError: node name, op type, domain and opset. A model of an opset newer than ``MAX_OPSET``
+imports as ``MAX_OPSET`` when none of its ops has a newer version (``newer_version``).
 """
 from __future__ import annotations
 
+import heapq
 import os
 from typing import Callable, Dict, List, Optional
 
@@ -52,6 +54,8 @@ def load_onnx(model) -> onnx.ModelProto:
     try:
         if isinstance(model, (bytes, bytearray, memoryview)):
             return onnx.load_from_string(bytes(model))
+        if not isinstance(model, (str, os.PathLike)):
+            raise IrcError(f"cannot read an ONNX model from a {type(model).__name__}")
         path = os.fspath(model)
         if not os.path.exists(path):
             raise IrcError(f"model file {path!r} does not exist")
@@ -79,8 +83,10 @@ def value_type(vi: onnx.ValueInfoProto) -> TensorType:
     if not tt.HasField("shape"):
         return TensorType(dtype, None)
     dims: List[Dim] = []
-    for d in tt.shape.dim:
+    for i, d in enumerate(tt.shape.dim):
         if d.HasField("dim_value"):
+            if d.dim_value < 0:
+                raise IrcError(f"value {vi.name!r}: dim {i} is negative ({d.dim_value})")
             dims.append(int(d.dim_value))
         elif d.HasField("dim_param") and d.dim_param:
             dims.append(d.dim_param)
@@ -129,7 +135,7 @@ class Converter:
         return Builder(self.graph, name=node.name or (node.output[0] if node.output else node.op_type))
 
     def where(self, node: onnx.NodeProto) -> str:
-        return f"node {node.name or '?'!r} ({node.op_type})"
+        return f"node {node_label(node)} ({node.op_type})"
 
     def inputs(self, node: onnx.NodeProto) -> List[Optional[Value]]:
         out = []
@@ -173,42 +179,188 @@ def is_supported(node: onnx.NodeProto) -> bool:
     return node.domain in ("", "ai.onnx") and (node.op_type in CONVERTERS or node.op_type in _ops.BY_ONNX)
 
 
-def import_onnx(model) -> Graph:
-    """Convert an ONNX model (path, bytes or ModelProto) to an IR graph."""
-    from . import (convert_core, convert_elementwise, convert_nn, convert_pool_norm,  # noqa: F401
-                   convert_tensor)  # (registers the converters)
-    proto = load_onnx(model)
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None:
+def node_label(node: onnx.NodeProto) -> str:
+    """How messages name a node: its name, or its first output when it has none."""
+    if node.name:
+        return repr(node.name)
+    return f"(output {node.output[0]!r})" if node.output and node.output[0] else "(unnamed)"
+
+
+def _opsets(proto: onnx.ModelProto) -> Dict[str, int]:
+    """Domain -> imported opset version ("" for the default domain, which must be in range)."""
+    opsets = {("" if o.domain == "ai.onnx" else o.domain): int(o.version) for o in proto.opset_import}
+    if "" not in opsets:
         raise UnsupportedError("model imports no version of the default ONNX domain")
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise UnsupportedError(f"opset {opset} is not supported (irc reads opsets {MIN_OPSET} to {MAX_OPSET})")
-    g = proto.graph
-    bad = [n for n in g.node if not is_supported(n)]
-    if bad:
-        lines = [f"{n.name or '?'!r}: {n.op_type} (domain {n.domain or 'ai.onnx'!r}, opset {opset})" for n in bad]
-        raise UnsupportedError(f"{len(bad)} unsupported node(s): " + "; ".join(lines))
-    cv = Converter(opset)
-    cv.graph.name = "main"
+    if opsets[""] < MIN_OPSET:
+        raise UnsupportedError(f"opset {opsets['']} is not supported (irc reads opsets {MIN_OPSET} to {MAX_OPSET})")
+    return opsets
+
+
+def newer_version(node: onnx.NodeProto, opset: int) -> Optional[int]:
+    """The version of the node's op in effect at ``opset`` when it is newer than ``MAX_OPSET``, else None.
+
+    A model of a newer opset imports as ``MAX_OPSET`` when none of its ops changed since: an op's
+    meaning only changes with a new version of it.
+    """
+    if opset <= MAX_OPSET:
+        return None
+    try:
+        since = onnx.defs.get_schema(node.op_type, opset, "").since_version
+    except onnx.defs.SchemaError:
+        return None
+    return since if since > MAX_OPSET else None
+
+
+def _unique(names, what: str) -> set:
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise IrcError(f"{what} {n!r} is defined twice")
+        seen.add(n)
+    return seen
+
+
+def ordered_nodes(g: onnx.GraphProto) -> List[onnx.NodeProto]:
+    """The nodes in an order where each input is defined before use (the file's order where it is one).
+
+    IrcError names an input defined nowhere, an output defined twice, or the nodes of a cycle.
+    """
+    sources = _unique([t.name for t in g.initializer], "initializer") | _unique([v.name for v in g.input],
+                                                                                   "graph input")
+    producer: Dict[str, int] = {}
+    for i, node in enumerate(g.node):
+        for name in filter(None, node.output):
+            if name in producer or name in sources:
+                other = "a graph input or initializer" if name in sources else \
+                    f"node {node_label(g.node[producer[name]])}"
+                raise IrcError(f"node {node_label(node)} ({node.op_type}): output {name!r} is already defined "
+                               f"by {other}")
+            producer[name] = i
+    deps = []
+    for node in g.node:
+        for name in filter(None, node.input):
+            if name not in producer and name not in sources:
+                raise IrcError(f"node {node_label(node)} ({node.op_type}): input {name!r} is not defined by "
+                               "any node, initializer or graph input")
+        deps.append({producer[n] for n in node.input if n in producer})
+    return [g.node[i] for i in _topological(deps, g)]
+
+
+def _topological(deps: List[set], g: onnx.GraphProto) -> List[int]:
+    """Kahn's algorithm, smallest index first (keeps an already sorted order)."""
+    users: Dict[int, List[int]] = {}
+    for i, d in enumerate(deps):
+        for j in d:
+            users.setdefault(j, []).append(i)
+    waiting = [len(d) for d in deps]
+    ready = [i for i, n in enumerate(waiting) if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for u in users.get(i, ()):
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, u)
+    if len(order) < len(deps):
+        stuck = set(range(len(deps))) - set(order)
+        while True:  # drop the nodes that only wait on a cycle: what is left lies on one
+            sinks = {i for i in stuck if not stuck.intersection(users.get(i, ()))}
+            if not sinks:
+                break
+            stuck -= sinks
+        raise IrcError("graph has a cycle through nodes " +
+                       ", ".join(f"{node_label(g.node[i])} ({g.node[i].op_type})" for i in sorted(stuck)))
+    return order
+
+
+def _tensor_hints(g: onnx.GraphProto) -> Dict[str, TensorType]:
+    """Declared types of values (value_info and graph outputs) that name an element type."""
+    hints = {}
+    for vi in list(g.value_info) + list(g.output):
+        if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type in ONNX_DTYPES:
+            hints[vi.name] = value_type(vi)
+    return hints
+
+
+class Unsupported:
+    """The unsupported nodes met while converting, reported together in one UnsupportedError."""
+
+    def __init__(self, opsets: Dict[str, int]):
+        self.opsets = opsets
+        self.groups: Dict[tuple, List[str]] = {}
+
+    def add(self, node: onnx.NodeProto, reason: str = ""):
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        key = (node.op_type, domain or "ai.onnx", self.opsets.get(domain, "?"))
+        self.groups.setdefault(key, []).append(node_label(node) + (f" ({reason})" if reason else ""))
+
+    def raise_if_any(self):
+        if not self.groups:
+            return
+        count = sum(len(v) for v in self.groups.values())
+        lines = [f"{count} unsupported node(s):"]
+        for (op, domain, version), labels in sorted(self.groups.items(), key=lambda kv: kv[0][:2]):
+            lines.append(f"  {op} (domain {domain!r}, opset {version}): {', '.join(labels)}")
+        raise UnsupportedError("\n".join(lines))
+
+
+def _add_sources(cv: Converter, g: onnx.GraphProto) -> None:
+    """Graph inputs (those that are not also initializers) and initializers (as constants)."""
     inits = {t.name for t in g.initializer}
+    if g.sparse_initializer:
+        raise UnsupportedError(f"sparse initializers are not supported ({g.sparse_initializer[0].values.name!r})")
     for vi in g.input:
         if vi.name not in inits:
             cv.env[vi.name] = cv.graph.add_input(vi.name, value_type(vi))
     for t in g.initializer:
-        cv.env[t.name] = cv.graph.add_const(tensor_to_array(t, f"initializer {t.name!r}"), name=t.name)
-    for node in g.node:
-        fn = CONVERTERS.get(node.op_type, generic)
-        try:
-            outs = fn(cv, node)
-        except IrcError as e:
-            msg = str(e)
-            raise type(e)(msg if msg.startswith("node ") else f"{cv.where(node)}: {msg}") from None
-        for name, v in zip(node.output, outs):
-            if name:
-                if name in cv.env:
-                    raise IrcError(f"{cv.where(node)}: output {name!r} is defined twice")
-                v.name = name
-                cv.env[name] = v
+        v = cv.graph.add_const(tensor_to_array(t, f"initializer {t.name!r}"), name=t.name)
+        v.name = t.name
+        cv.env[t.name] = v
+
+
+def _convert(cv: Converter, node: onnx.NodeProto) -> List[Value]:
+    """The node's converter; any failure becomes an IrcError of the same class naming the node."""
+    fn = CONVERTERS.get(node.op_type, generic)
+    try:
+        return fn(cv, node)
+    except IrcError as e:
+        msg = str(e)
+        raise type(e)(msg if msg.startswith("node ") else f"{cv.where(node)}: {msg}") from None
+    except Exception as e:  # a converter bug must still name the node
+        raise IrcError(f"{cv.where(node)}: conversion failed: {type(e).__name__}: {e}") from e
+
+
+def _bind(cv: Converter, node: onnx.NodeProto, outs: List[Value], hints: Dict[str, TensorType],
+          needed: set) -> Optional[str]:
+    """Name the results after the node's outputs, refined by declared types; the reason when an output
+    another node reads was not produced."""
+    for i, name in enumerate(node.output):
+        if not name:
+            continue
+        if i >= len(outs) or outs[i] is None:
+            if name in needed:
+                return f"output {i} ({name!r}) is not supported"
+            continue
+        v = outs[i]
+        hint = hints.get(name)
+        if hint is not None:
+            if hint.dtype != v.type.dtype:
+                raise IrcError(f"{cv.where(node)}: output {name!r} is declared {hint} but the node gives {v.type}")
+            v.type = v.type.refined_by(hint)
+        v.name = name
+        cv.env[name] = v
+    return None
+
+
+def _reason(cv: Converter, node: onnx.NodeProto, err: IrcError) -> str:
+    msg, prefix = str(err), cv.where(node) + ": "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
+
+
+def _add_outputs(cv: Converter, g: onnx.GraphProto) -> None:
+    _unique([vi.name for vi in g.output], "graph output")
     for vi in g.output:
         if vi.name not in cv.env:
             raise IrcError(f"graph output {vi.name!r} is not produced by any node")
@@ -217,4 +369,43 @@ def import_onnx(model) -> Graph:
             # an output that is an input, a constant or another output gets its own copy
             v = Builder(cv.graph, name=vi.name).op("identity", v)
         cv.graph.add_output(v, vi.name)
+
+
+def import_onnx(model) -> Graph:
+    """Convert an ONNX model (path, bytes or ModelProto) to an IR graph.
+
+    Every unsupported node is reported in one UnsupportedError; nodes of supported ops that read an
+    unsupported node's results are not converted (nor reported: they may well convert).
+    """
+    from . import (convert_core, convert_elementwise, convert_nn, convert_pool_norm,  # noqa: F401
+                   convert_tensor)  # (registers the converters)
+    proto = load_onnx(model)
+    if not proto.HasField("graph"):
+        raise IrcError("not an ONNX model: it has no graph")
+    opsets = _opsets(proto)
+    g = proto.graph
+    nodes = ordered_nodes(g)
+    cv = Converter(min(opsets[""], MAX_OPSET))
+    _add_sources(cv, g)
+    hints = _tensor_hints(g)
+    needed = {n for node in g.node for n in node.input} | {vi.name for vi in g.output}
+    unsupported, skipped = Unsupported(opsets), set()
+    for node in nodes:
+        reason, version = None, newer_version(node, opsets[""])
+        if not is_supported(node):
+            reason = ""
+        elif version is not None:
+            reason = f"version {version} of {node.op_type} is newer than irc reads (opset {MAX_OPSET})"
+        elif any(name in skipped for name in node.input):
+            skipped.update(node.output)  # not converted: it reads a result that does not exist
+        else:
+            try:
+                reason = _bind(cv, node, _convert(cv, node), hints, needed)
+            except UnsupportedError as e:
+                reason = _reason(cv, node, e)
+        if reason is not None:
+            unsupported.add(node, reason)
+            skipped.update(node.output)
+    unsupported.raise_if_any()
+    _add_outputs(cv, g)
     return cv.graph

@@ -43,10 +43,11 @@ class _Tokens:
                 col0 = pos + m.group().rindex("\n") + 1
             pos = m.end()
         self.i = 0
+        self.end = ("eof", "", line, pos - col0 + 1)
 
     def peek(self, k: int = 0):
         j = self.i + k
-        return self.toks[j] if j < len(self.toks) else ("eof", "", 0, 0)
+        return self.toks[j] if j < len(self.toks) else self.end
 
     def next(self):
         t = self.peek()
@@ -106,6 +107,8 @@ class _Parser:
                 dims.append(int(d[1]))
             elif d[0] == "ident":
                 dims.append(d[1])
+            elif d[0] == "string":
+                dims.append(json.loads(d[1]))
             elif d[1] == "?":
                 dims.append(None)
             else:
@@ -144,20 +147,28 @@ class _Parser:
                 self.t.expect(">")
                 if self.resolve is None or ref[0] != "number":
                     self.t.error("dense_resource needs a tensor table", ref)
-                return ("resource", self.resolve(int(ref[1])))
-            if self.t.accept("..."):
-                self.t.expect(">")
-                return ("dense", None)
-            items = []
-            while not self.t.accept(">"):
-                if items:
-                    self.t.expect(",")
-                v = self.t.next()
-                if v[0] not in ("number", "string"):
-                    self.t.error("expected a tensor element", v)
-                items.append(json.loads(v[1]) if v[0] == "string" else _number(v[1]))
-            return ("dense", items)
+                dense = ("resource", self.resolve(int(ref[1])))
+            else:
+                dense = ("dense", self.dense_items())
+            if self.t.accept(":"):
+                return self.tensor(dense, self.type(), tok)
+            return dense
         self.t.error("expected an attribute value", tok)
+
+    def dense_items(self) -> Optional[list]:
+        """The elements of ``dense<...>`` after its ``<``; None when elided."""
+        if self.t.accept("..."):
+            self.t.expect(">")
+            return None
+        items = []
+        while not self.t.accept(">"):
+            if items:
+                self.t.expect(",")
+            v = self.t.next()
+            if v[0] not in ("number", "string"):
+                self.t.error("expected a tensor element", v)
+            items.append(json.loads(v[1]) if v[0] == "string" else _number(v[1]))
+        return items
 
     def node(self, g: Graph):
         results = [self.t.next()]
@@ -196,17 +207,32 @@ class _Parser:
         if self.t.peek()[1] == "loc":
             self.t.next()
             self.t.expect("(")
-            name = json.loads(self.t.next()[1])
+            s = self.t.next()
+            if s[0] != "string":
+                self.t.error("expected a location string", s)
+            name = json.loads(s[1])
             self.t.expect(")")
-        for k, v in list(attrs.items()):
-            if isinstance(v, tuple):
-                attrs[k] = self.tensor(v, types[0], op_tok)
-        node = g.add_node(op_tok[1], operands, types, attrs, name)
+        node = g.add_node(op_tok[1], operands, types, self.node_attrs(op_tok, attrs, types), name)
         for r, v in zip(results, node.outputs):
             nm = _value_name(r)
             if nm in self.env:
                 self.t.error(f"value %{nm} defined twice", r)
             self.env[nm] = v
+
+    def node_attrs(self, op_tok, attrs: dict, types) -> dict:
+        """Attributes with the op's defaults filled in; an untyped ``dense`` is a constant's value."""
+        from ..ops import registry
+        if op_tok[1] not in registry.OPS:
+            self.t.error(f"unknown op {op_tok[1]!r}", op_tok)
+        for k, v in list(attrs.items()):
+            if isinstance(v, tuple):
+                if op_tok[1] != "const" or k != "value":
+                    self.t.error(f"attribute {k!r}: an array attribute needs a type (dense<...> : f32[1])", op_tok)
+                attrs[k] = self.tensor(v, types[0], op_tok)
+        try:
+            return registry.OPS[op_tok[1]].full_attrs(attrs)
+        except IrcError as e:
+            self.t.error(str(e), op_tok)
 
     def tensor(self, v, type: TensorType, tok):
         kind, items = v
@@ -224,7 +250,9 @@ class _Parser:
     def graph(self) -> Graph:
         self.t.expect("graph")
         name = self.t.next()
-        g = Graph(name[1])
+        if name[0] not in ("ident", "string"):
+            self.t.error("expected a graph name", name)
+        g = Graph(json.loads(name[1]) if name[0] == "string" else name[1])
         self.t.expect("(")
         while not self.t.accept(")"):
             if g.inputs:
@@ -234,6 +262,8 @@ class _Parser:
                 self.t.error("expected an input name", tok)
             self.t.expect(":")
             nm = _value_name(tok)
+            if nm in self.env:
+                self.t.error(f"input %{nm} listed twice", tok)
             self.env[nm] = g.add_input(nm, self.type())
         self.t.expect("{")
         while True:

@@ -6,9 +6,12 @@
       return %1 as "y"
     }
 
-Graph inputs keep their names; every other value is numbered in order of definition. Constants with more
-than ``elide_above`` elements print as ``dense<...>``; ``tensor_ref`` lets the artifact writer print
-``dense_resource<N>`` instead, pointing into its tensor table.
+Graph inputs keep their names; every other value is numbered in order of definition. A name, symbolic
+dim or graph name that is not a plain identifier is JSON-quoted. Constants with more than ``elide_above``
+elements print as ``dense<...>``; ``tensor_ref`` lets the artifact writer print ``dense_resource<N>``
+instead, pointing into its tensor table. A constant's array takes the node's result type; an array
+attribute of any other op carries its own (``value=dense<0.0> : f32[1]``). Attributes whose value is None
+(an optional attribute left unset) are not printed; the parser fills them back from the op's defaults.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from .graph import Graph, Value
+from .types import TensorType
 
 _BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 
@@ -52,15 +56,19 @@ def _scalar(x, dtype: np.dtype) -> str:
     return str(int(x))
 
 
-def format_attr(v, elide_above: Optional[int] = 16, tensor_ref: Optional[Callable] = None) -> str:
-    if isinstance(v, np.ndarray):
-        if tensor_ref is not None:
-            return f"dense_resource<{tensor_ref(v)}>"
-        if elide_above is not None and v.size > elide_above:
-            return "dense<...>"
-        return "dense<" + ", ".join(_scalar(x, v.dtype) for x in v.reshape(-1)) + ">"
-    if v is None:
+def format_array(v: np.ndarray, elide_above: Optional[int] = 16, tensor_ref: Optional[Callable] = None) -> str:
+    """``dense<elements>`` (row-major), ``dense<...>`` above ``elide_above`` elements, or a tensor reference."""
+    if tensor_ref is not None:
+        return f"dense_resource<{tensor_ref(v)}>"
+    if elide_above is not None and v.size > elide_above:
         return "dense<...>"
+    return "dense<" + ", ".join(_scalar(x, v.dtype) for x in v.reshape(-1)) + ">"
+
+
+def format_attr(v, elide_above: Optional[int] = 16, tensor_ref: Optional[Callable] = None) -> str:
+    """An attribute value; an array carries its own type (``dense<1.0> : f32[1]``)."""
+    if isinstance(v, np.ndarray):
+        return f"{format_array(v, elide_above, tensor_ref)} : {TensorType.of(v)}"
     if isinstance(v, (bool, np.bool_)):
         return str(int(v))
     if isinstance(v, (int, np.integer)):
@@ -74,7 +82,14 @@ def format_attr(v, elide_above: Optional[int] = 16, tensor_ref: Optional[Callabl
     raise TypeError(f"cannot print attribute value of type {type(v).__name__}")
 
 
-class _Namer:
+def _const_value(v: Optional[np.ndarray], elide_above, tensor_ref) -> str:
+    """A constant's value; its type is the node's result type. None (an elided text) prints elided."""
+    return "dense<...>" if v is None else format_array(v, elide_above, tensor_ref)
+
+
+class ValueNames:
+    """The text names of values: graph inputs by name, every result numbered in order of definition."""
+
     def __init__(self, graph: Graph):
         self.names = {}
         taken = set()
@@ -98,8 +113,9 @@ class _Namer:
 def print_graph(graph: Graph, elide_above: Optional[int] = 16, locations: bool = True,
                 tensor_ref: Optional[Callable] = None, annotate: Optional[Callable] = None) -> str:
     """The graph as text. ``annotate(node) -> dict`` adds display-only attributes (the lowered stage)."""
-    name = _Namer(graph)
-    lines = [f"graph {graph.name}(" + ", ".join(f"{name(v)}: {v.type}" for v in graph.inputs) + ") {"]
+    name = ValueNames(graph)
+    gname = graph.name if _BARE.match(graph.name) else json.dumps(graph.name)
+    lines = [f"graph {gname}(" + ", ".join(f"{name(v)}: {v.type}" for v in graph.inputs) + ") {"]
     for n in graph.nodes:
         attrs = {k: v for k, v in n.attrs.items() if v is not None}
         if annotate is not None:
@@ -107,9 +123,12 @@ def print_graph(graph: Graph, elide_above: Optional[int] = 16, locations: bool =
         res = ", ".join(name(v) for v in n.outputs)
         ops = ", ".join(name(v) for v in n.inputs)
         line = f"  {res} = {n.op}({ops})"
-        if attrs:
-            line += " {" + ", ".join(f"{k}={format_attr(v, elide_above, tensor_ref)}"
-                                     for k, v in attrs.items()) + "}"
+        items = [f"{k}={format_attr(v, elide_above, tensor_ref)}" for k, v in attrs.items()
+                 if not (n.op == "const" and k == "value")]
+        if n.op == "const":
+            items.insert(0, "value=" + _const_value(n.attrs.get("value"), elide_above, tensor_ref))
+        if items:
+            line += " {" + ", ".join(items) + "}"
         line += " : " + ", ".join(str(v.type) for v in n.outputs)
         if locations and n.name:
             line += f" loc({json.dumps(n.name)})"

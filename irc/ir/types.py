@@ -5,6 +5,8 @@ A dim is an ``int`` (static), a ``str`` (a named symbolic dim such as ``batch``,
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
@@ -44,6 +46,14 @@ def from_numpy_dtype(dt) -> str:
         raise IrcError(f"unsupported numpy dtype {dt}") from None
 
 
+def _check_dim(d) -> Dim:
+    if d is None or isinstance(d, str):
+        return d
+    if isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0:
+        return int(d)
+    raise IrcError(f"invalid dim {d!r} (a dim is a non-negative int, a symbol name or None)")
+
+
 @dataclass(frozen=True)
 class TensorType:
     dtype: str
@@ -53,7 +63,7 @@ class TensorType:
         if self.dtype not in DTYPES:
             raise IrcError(f"unknown dtype {self.dtype!r}")
         if self.shape is not None:
-            object.__setattr__(self, "shape", tuple(self.shape))
+            object.__setattr__(self, "shape", tuple(_check_dim(d) for d in self.shape))
 
     @property
     def rank(self) -> Optional[int]:
@@ -78,6 +88,14 @@ class TensorType:
     def with_dtype(self, dtype: str) -> "TensorType":
         return TensorType(dtype, self.shape)
 
+    def refined_by(self, hint: "TensorType") -> "TensorType":
+        """This type with each unknown dim (or an unknown rank) taken from ``hint``; dtype unchanged."""
+        if self.shape is None:
+            return TensorType(self.dtype, hint.shape)
+        if hint.shape is None or len(hint.shape) != len(self.shape):
+            return self
+        return TensorType(self.dtype, tuple(h if d is None else d for d, h in zip(self.shape, hint.shape)))
+
     def __str__(self) -> str:
         if self.shape is None:
             return f"{self.dtype}[*]"
@@ -88,8 +106,17 @@ class TensorType:
         return TensorType(from_numpy_dtype(array.dtype), tuple(int(d) for d in array.shape))
 
 
+_BARE_DIM = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_RESERVED_DIMS = ("nan", "inf")
+
+
 def format_dim(d: Dim) -> str:
-    return "?" if d is None else str(d)
+    """``?`` for unknown, the number, or the symbol (JSON-quoted unless it is a plain identifier)."""
+    if d is None:
+        return "?"
+    if isinstance(d, str) and (not _BARE_DIM.match(d) or d in _RESERVED_DIMS):
+        return json.dumps(d)
+    return str(d)
 
 
 def broadcast_shapes(*shapes):

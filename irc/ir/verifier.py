@@ -5,7 +5,8 @@
 3. Use lists match the operands exactly (no dangling or missing uses).
 4. Every op is in the op table, with exactly its attributes; ``const`` nodes hold an array of their type.
 5. Re-inferred result types agree with the recorded ones (dtype, rank, every known dim).
-6. Graph outputs are defined values, named, names unique.
+6. Graph outputs are defined values, named, names unique; graph inputs are distinct, uniquely named and
+   produced by no node.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..errors import IrcError
 from .graph import Graph
+from .printer import ValueNames
 from .types import TensorType
 
 
@@ -29,17 +31,28 @@ def _compatible(recorded: TensorType, inferred: TensorType) -> bool:
                for a, b in zip(recorded.shape, inferred.shape))
 
 
+def _check_uses(where: str, v, problems: List[str]) -> None:
+    """Invariant 3, from the value's side: every recorded use is an operand that reads it."""
+    for user, j in v.uses:
+        if j >= len(user.inputs) or user.inputs[j] is not v:
+            problems.append(f"{where} has a stale use by {user.op} {user.name!r} (operand {j})")
+
+
 def verify(graph: Graph, check_types: bool = True, require_values: bool = False) -> None:
     """Raise IrcError listing every broken invariant, each naming its node."""
     from ..ops import registry
     problems: List[str] = []
     defined = set()
+    names = ValueNames(graph)
     for v in graph.inputs:
-        if v in defined:
+        if v in defined or sum(u.name == v.name for u in graph.inputs) > 1:
             problems.append(f"input {v.name!r} listed twice")
+        if v.producer is not None:
+            problems.append(f"input {v.name!r} is also the result of node {v.producer.op} {v.producer.name!r}")
         defined.add(v)
+        _check_uses(f"input {v.name!r}", v, problems)
     for n in graph.nodes:
-        where = f"node {n.op} {n.name!r}"
+        where = f"node {n.op} {n.name!r} ({', '.join(names(v) for v in n.outputs) or 'no results'})"
         for i, v in enumerate(n.inputs):
             if v is None:
                 continue
@@ -53,9 +66,7 @@ def verify(graph: Graph, check_types: bool = True, require_values: bool = False)
             if v in defined:
                 problems.append(f"{where}: result {i} defined twice")
             defined.add(v)
-            for user, j in v.uses:
-                if j >= len(user.inputs) or user.inputs[j] is not v:
-                    problems.append(f"{where}: result {i} has a stale use by {user.op} {user.name!r}")
+            _check_uses(f"{where}: result {i}", v, problems)
         if n.op not in registry.OPS:
             problems.append(f"{where}: unknown op")
             continue
@@ -76,8 +87,8 @@ def verify(graph: Graph, check_types: bool = True, require_values: bool = False)
         if check_types:
             try:
                 inferred = registry.infer_types(n)
-            except IrcError as e:
-                problems.append(f"{where}: type inference failed: {e}")
+            except Exception as e:  # a crash of an op's inference is reported like a refusal
+                problems.append(f"{where}: type inference failed: {type(e).__name__}: {e}")
                 continue
             if len(inferred) != len(n.outputs):
                 problems.append(f"{where}: {len(n.outputs)} results, op gives {len(inferred)}")

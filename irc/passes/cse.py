@@ -1,16 +1,21 @@
-"""cse: merge nodes that compute the same thing (same op, operands and attributes; equal constants).
+"""cse: merge nodes that compute the same thing.
 
-Sound because ops are pure. Constants above 16 MiB are not compared (hashing them costs more than merging
-saves).
+Two nodes are the same when they have the same op, operands (in any order for commutative ops), attributes
+and result types; two constants when their arrays are equal (same dtype, shape and bytes). Sound because
+ops are pure: equal inputs give equal results. Walking in order merges whole chains at once (a merged
+node's readers then have equal operands). Constants above ``CONST_LIMIT_BYTES`` are not compared (hashing
+them costs more than merging saves), nor constants whose value was elided from a text.
 """
 import hashlib
 
 import numpy as np
 
+from ..ir import Graph, Node
 from .manager import register_pass
 from .util import forward
 
-_CONST_LIMIT = 16 << 20
+CONST_LIMIT_BYTES = 16 << 20
+COMMUTATIVE = frozenset({"add", "mul", "max", "min", "sum", "equal", "and", "or", "xor"})
 
 
 def _key(v):
@@ -21,20 +26,29 @@ def _key(v):
     return (type(v).__name__, v)
 
 
+def _node_key(node: Node):
+    operands = [-1 if v is None else v.uid for v in node.inputs]
+    if node.op in COMMUTATIVE:
+        operands.sort()
+    return (node.op, tuple(operands), tuple(sorted((k, _key(a)) for k, a in node.attrs.items())),
+            tuple(str(v.type) for v in node.outputs))
+
+
+def _comparable(node: Node) -> bool:
+    if node.op != "const":
+        return True
+    value = node.attrs["value"]
+    return value is not None and value.nbytes <= CONST_LIMIT_BYTES
+
+
 @register_pass("cse", level=1)
-def cse(graph):
+def cse(graph: Graph) -> Graph:
     """Replace each repeated computation by its first occurrence."""
     seen = {}
     for node in list(graph.nodes):
-        if node.op == "const" and node.attrs["value"] is not None and node.attrs["value"].nbytes > _CONST_LIMIT:
+        if not _comparable(node):
             continue
-        key = (node.op, tuple(None if v is None else v.uid for v in node.inputs),
-               tuple(sorted((k, _key(a)) for k, a in node.attrs.items())),
-               tuple(str(v.type) for v in node.outputs))
-        first = seen.get(key)
-        if first is None:
-            seen[key] = node
-            continue
-        if all(forward(graph, a, b) for a, b in zip(node.outputs, first.outputs)):
+        first = seen.setdefault(_node_key(node), node)
+        if first is not node and all(forward(graph, a, b) for a, b in zip(node.outputs, first.outputs)):
             graph.remove_node(node)
     return graph

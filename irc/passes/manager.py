@@ -2,7 +2,9 @@
 
 A pass is a function ``Graph -> Graph`` registered with ``@register_pass(name, level)``; it may rewrite the
 graph in place and return it. ``level`` is the lowest -O level whose pipeline runs it. When a pass fails,
-the error names the pass and the passes that ran before it.
+the error (of the same IrcError class) names the pass and the passes that ran before it, so
+``--disable-pass`` and ``--print-after`` of the one before bisect it. With ``verify_each`` the graph is
+verified before the first pass and after every pass.
 """
 from __future__ import annotations
 
@@ -41,10 +43,24 @@ def pipeline(opt_level: int, disable: Sequence[str] = ()) -> List[str]:
     """The pass names -O``opt_level`` runs, in order, less the disabled ones."""
     if opt_level not in (0, 1, 2, 3):
         raise IrcError(f"optimization level must be 0 to 3, got {opt_level}")
-    unknown = [d for d in disable if d not in PASSES]
-    if unknown:
-        raise IrcError(f"unknown pass name(s) {unknown}; passes are: {', '.join(ORDER)}")
+    check_names(disable, "--disable-pass")
     return [p for p in ORDER if PASSES[p].level <= opt_level and p not in disable]
+
+
+def check_names(names: Sequence[str], what: str) -> None:
+    """IrcError naming every unknown pass name and listing the known ones."""
+    unknown = [n for n in names if n not in PASSES]
+    if unknown:
+        raise IrcError(f"{what}: unknown pass name(s) {', '.join(map(repr, unknown))}; "
+                       f"passes are: {', '.join(sorted(PASSES))}")
+
+
+def _failure(err: Exception, name: str, done: List[str]) -> IrcError:
+    """The error of a failing pass, naming it and the passes before it; IrcError subclasses are kept."""
+    before = ", ".join(done) or "none"
+    if isinstance(err, IrcError):
+        return type(err)(f"pass {name} failed (after passes: {before}): {err}")
+    return IrcError(f"pass {name} crashed (after passes: {before}): {type(err).__name__}: {err}")
 
 
 @dataclass
@@ -57,22 +73,31 @@ class PassManager:
     out: TextIO = field(default_factory=lambda: sys.stderr)
     timings: List[tuple] = field(default_factory=list)
 
+    def __post_init__(self):
+        check_names(self.passes, "pipeline")
+        check_names(self.print_after, "--print-after")
+        idle = [n for n in self.print_after if n not in self.passes]
+        if idle:
+            raise IrcError(f"--print-after: pass(es) {', '.join(map(repr, idle))} do not run in this pipeline "
+                           f"({', '.join(self.passes) or 'no passes'})")
+
     def run(self, graph: Graph) -> Graph:
+        """Run the passes in order on ``graph`` (rewritten in place) and return it."""
+        if self.verify_each:
+            try:
+                verify(graph)
+            except IrcError as e:
+                raise IrcError(f"the graph given to the pass pipeline is invalid: {e}") from e
         done: List[str] = []
         for name in self.passes:
-            info = PASSES[name]
-            t0 = time.perf_counter()
             try:
-                graph = info.fn(graph)
+                t0 = time.perf_counter()
+                graph = PASSES[name].fn(graph)
+                self.timings.append((name, time.perf_counter() - t0))  # the pass alone, not its verification
                 if self.verify_each:
                     verify(graph)
-            except IrcError as e:
-                before = ", ".join(done) or "none"
-                raise IrcError(f"pass {name} failed (after passes: {before}): {e}") from e
             except Exception as e:
-                before = ", ".join(done) or "none"
-                raise IrcError(f"pass {name} crashed (after passes: {before}): {type(e).__name__}: {e}") from e
-            self.timings.append((name, time.perf_counter() - t0))
+                raise _failure(e, name, done) from e
             done.append(name)
             if self.print_after_all or name in self.print_after:
                 self.out.write(f"// IR after {name}\n{print_graph(graph)}\n")
@@ -82,6 +107,7 @@ class PassManager:
 
 
 def format_timings(timings) -> str:
+    """A table of (pass, seconds): milliseconds and share of the total per run of a pass."""
     total = sum(t for _, t in timings) or 1e-12
     lines = ["pass                     time (ms)      %"]
     for name, t in timings:

@@ -53,7 +53,7 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> List[np.ndarra
                         raise InputError(f"input {v.name!r}: dim {d!r} is {n} on axis {axis}, but {bound[d][0]} "
                                          f"on input {bound[d][1]!r}")
                     bound.setdefault(d, (n, v.name))
-        arrays.append(np.ascontiguousarray(a))
+        arrays.append(np.asarray(a, order="C"))  # (ascontiguousarray would make a 0-d input 1-d)
     return arrays
 
 

@@ -1,12 +1,48 @@
-"""CompiledModel: the optimized graph with its target, ready to run, save and inspect."""
+"""CompiledModel: the optimized graph with its target, ready to run, save, warm up and inspect."""
 from __future__ import annotations
 
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
+from ..errors import IrcError
 from ..ir import Graph
 from .executor import Executor
+
+
+def example_inputs(graph: Graph, random: bool = False, seed: int = 0, dim: int = 1) -> Dict[str, np.ndarray]:
+    """One array per graph input, symbolic and unknown dims bound to ``dim``.
+
+    Zeros, or with ``random`` standard-normal floats and random booleans; integer inputs stay zero
+    either way, since they are often indices or shapes that only small values keep valid.
+    """
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for v in graph.inputs:
+        t = v.type
+        if t.shape is None:
+            raise IrcError(f"input {v.name!r} has an unknown rank: give its value explicitly")
+        shape = tuple(d if isinstance(d, int) else dim for d in t.shape)
+        dt = t.numpy_dtype
+        if random and dt.kind == "f":
+            feeds[v.name] = rng.standard_normal(shape).astype(dt)
+        elif random and dt.kind == "b":
+            feeds[v.name] = rng.random(shape) < 0.5
+        else:
+            feeds[v.name] = np.zeros(shape, dt)
+    return feeds
+
+
+def _freeze_constants(graph: Graph) -> None:
+    """Make every constant array read-only, as the artifact's memory-mapped ones are.
+
+    An output may be a constant itself, which a caller must not be able to change; and numba compiles
+    one kernel per signature, read-only-ness included, so a model compiled here and the same model
+    loaded from its artifact then need the same kernels: the warm-up of one serves the other.
+    """
+    for n in graph.nodes:
+        if n.op == "const" and isinstance(n.attrs.get("value"), np.ndarray):
+            n.attrs["value"].flags.writeable = False
 
 
 class CompiledModel:
@@ -16,6 +52,8 @@ class CompiledModel:
         self.graph = graph
         self.target = target
         self.options = dict(options or {})
+        self.artifact = None  # set by irc.load: the file's manifest and facts (irc.runtime.artifact.Artifact)
+        _freeze_constants(graph)
         self._executor = Executor(graph)
 
     @property
@@ -29,6 +67,27 @@ class CompiledModel:
     def run(self, feeds: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         outs = self._executor.run(feeds)
         return dict(zip(self.graph.output_names, outs))
+
+    def plan(self, feeds: Optional[Mapping[str, np.ndarray]] = None):
+        """The CPU execution plan for ``feeds`` (default: ``example_inputs``), without running it."""
+        from .executor import check_feeds
+        arrays = check_feeds(self.graph, example_inputs(self.graph) if feeds is None else feeds)
+        return self._executor.plan_for(arrays)
+
+    def warm(self) -> None:
+        """Run on zero inputs so that every numba kernel the model needs is compiled into the on-disk
+        kernel cache; later processes then load them instead of compiling.
+
+        Symbolic dims are bound to 1, then (where there are any) to 2: a kernel may take another
+        signature once a dim is no longer 1 (a broadcast loop that no longer collapses to one axis).
+        """
+        dynamic = any(t.shape is None or not t.is_static for t in (v.type for v in self.graph.inputs))
+        for dim in (1, 2) if dynamic else (1,):
+            try:
+                with np.errstate(all="ignore"):
+                    self.run(example_inputs(self.graph, dim=dim))
+            except IrcError as e:
+                raise type(e)(f"warm-up with symbolic dims bound to {dim}: {e}") from None
 
     def save(self, path) -> None:
         from .artifact import write_artifact

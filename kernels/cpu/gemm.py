@@ -1,1 +1,111 @@
-"""Gemm kernels."""
+"""Matrix-product kernels: BLAS GEMM on contiguous 2-D blocks, with a fused numba epilogue.
+
+BLAS is reached through numpy's ``np.dot`` called from the lowering's Python closure rather than from inside
+numba: numba's ``np.dot`` needs SciPy, which irc does not depend on, and one BLAS call costs the same from
+either side. BLAS (and so this path) covers float32 and float64; float16 is computed in float32.
+"""
+import numpy as np
+from numba import njit
+
+from ...backend.registry import Kernel, lowers
+from ...errors import UnsupportedError
+
+
+def compute_dtype(node) -> np.dtype:
+    """The dtype a BLAS kernel computes node's result in: float32/64 themselves, float16 in float32."""
+    dt = node.outputs[0].type.numpy_dtype
+    if dt == np.float16:
+        return np.dtype(np.float32)
+    if dt in (np.float32, np.float64):
+        return dt
+    raise UnsupportedError(f"node {node.name!r}: {node.op} of {node.outputs[0].type.dtype} has no CPU kernel")
+
+
+def frozen(a, dtype) -> np.ndarray:
+    """a as a C-contiguous, read-only array of ``dtype`` (a view when it already is one): the one array type
+    the numba kernels take for operands, whatever their origin (constants are read-only, run-time arrays
+    are not), so that each kernel compiles once per dtype."""
+    a = np.ascontiguousarray(a, dtype=dtype).view()
+    a.flags.writeable = False
+    return a
+
+
+@njit(cache=True)
+def scale_add(y, alpha, beta, c):
+    """y = alpha * y + beta * c in place, for a contiguous y [A, B, C] and c [A or 1, B or 1, C or 1]
+    broadcast over it: the epilogue of gemm (alpha, beta, C) and of conv2d (bias)."""
+    n0, n1, n2 = y.shape
+    c0, c1, c2 = c.shape
+    for r in range(n0 * n1):
+        a, b = r // n1, r % n1
+        yrow = y[a, b]
+        crow = c[a if c0 > 1 else 0, b if c1 > 1 else 0]
+        if c2 == 1:
+            v = beta * crow[0]
+            for k in range(n2):
+                yrow[k] = alpha * yrow[k] + v
+        else:
+            for k in range(n2):
+                yrow[k] = alpha * yrow[k] + beta * crow[k]
+
+
+def add_scaled(y, alpha, beta, c):
+    """scale_add on a contiguous result of rank 1..3 and a c that broadcasts to it (of rank <= y's)."""
+    y3 = y.reshape((1,) * (3 - y.ndim) + y.shape)
+    c = np.asarray(c)
+    scalar = y.dtype.type
+    scale_add(y3, scalar(alpha), scalar(beta), frozen(c.reshape((1,) * (3 - c.ndim) + c.shape), y.dtype))
+
+
+def _as_matrix_operands(a, b):
+    """1-D operands as a [1, K] row and a [K, 1] column (numpy matmul's promotion)."""
+    return (a[None, :] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)
+
+
+def matmul_blas(a, b, dtype):
+    """numpy matmul of float arrays through np.dot in ``dtype``: against a single matrix all of a's rows go
+    through one GEMM; otherwise one GEMM per index of the broadcast batch. The result keeps the promoted
+    1-D axes; the caller reshapes it to the IR's result shape."""
+    a, b = _as_matrix_operands(a.astype(dtype, copy=False), b.astype(dtype, copy=False))
+    if b.ndim == 2:
+        rows = np.ascontiguousarray(a).reshape(-1, a.shape[-1])
+        return np.dot(rows, b)
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    a = np.broadcast_to(a, batch + a.shape[-2:])
+    b = np.broadcast_to(b, batch + b.shape[-2:])
+    y = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype)
+    for idx in np.ndindex(*batch):
+        np.dot(a[idx], b[idx], out=y[idx])
+    return y
+
+
+@lowers("matmul", family="gemm")
+def lower_matmul(node):
+    """Float matmul through BLAS (matmul_blas); integer matmul runs numpy's matmul, whose integer loops are
+    exact, since neither BLAS nor numba's np.dot takes integers."""
+    t = node.outputs[0].type
+    shape, dt = t.shape, t.numpy_dtype
+    if dt.kind != "f":
+        return Kernel(lambda a, b: np.matmul(a, b), algo="numpy")
+    cd = compute_dtype(node)
+    single = node.inputs[1].type.rank <= 2
+    return Kernel(lambda a, b: matmul_blas(a, b, cd).reshape(shape).astype(dt, copy=False),
+                  algo="gemm" if single else "batched-gemm")
+
+
+@lowers("gemm", family="gemm")
+def lower_gemm(node):
+    """Y = alpha A' B' + beta C: one BLAS GEMM (the transposes are BLAS flags, not copies), then the epilogue."""
+    at = node.attrs
+    dt, cd = node.outputs[0].type.numpy_dtype, compute_dtype(node)
+    alpha, beta, trans_a, trans_b = at["alpha"], at["beta"], at["transA"], at["transB"]
+
+    def run(a, b, c=None):
+        a, b = a.astype(cd, copy=False), b.astype(cd, copy=False)
+        y = np.dot(a.T if trans_a else a, b.T if trans_b else b)
+        if c is not None and beta != 0:
+            add_scaled(y, alpha, beta, c)
+        elif alpha != 1:
+            y *= cd.type(alpha)
+        return y.astype(dt, copy=False)
+    return Kernel(run, algo="gemm")
