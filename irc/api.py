@@ -12,22 +12,23 @@ from .frontend import import_onnx
 from .passes import PassManager, pipeline
 from .runtime.model import CompiledModel
 
-TARGETS = ("cpu",)
-PLANNED_TARGETS = ("cuda",)
+TARGETS = ("cpu", "cuda")
+PLANNED_TARGETS = ()
 
 
 def optimize(graph, opt_level: int = 2, disable_passes: Sequence[str] = (), verify_each: bool = False,
              print_after: Sequence[str] = (), print_after_all: bool = False, time_passes: bool = False,
-             out=None):
-    """Run the -O pipeline on an imported graph."""
+             out=None, on_pass=None):
+    """Run the -O pipeline on an imported graph; ``on_pass(name, index, count)`` is told of each pass."""
     pm = PassManager(pipeline(opt_level, disable_passes), verify_each=verify_each, print_after=print_after,
-                     print_after_all=print_after_all, time_passes=time_passes, out=out or sys.stderr)
+                     print_after_all=print_after_all, time_passes=time_passes, out=out or sys.stderr,
+                     on_pass=on_pass)
     return pm.run(graph)
 
 
 def compile(model, target: str = "cpu", opt_level: int = 2, quantize=None, calibration=None,
             disable_passes: Sequence[str] = (), *, verify_each: bool = False, print_after: Sequence[str] = (),
-            print_after_all: bool = False, time_passes: bool = False, out=None) -> CompiledModel:
+            print_after_all: bool = False, time_passes: bool = False, out=None, on_pass=None) -> CompiledModel:
     """Compile an ONNX model (path, bytes or onnx.ModelProto) for ``target``."""
     if target in PLANNED_TARGETS:
         raise UnsupportedError(f"target {target!r} is not supported yet; targets are {', '.join(TARGETS)}")
@@ -35,10 +36,14 @@ def compile(model, target: str = "cpu", opt_level: int = 2, quantize=None, calib
         raise IrcError(f"unknown target {target!r}; targets are {', '.join(TARGETS)}")
     if quantize is not None or calibration is not None:
         raise UnsupportedError(f"quantization (quantize={quantize!r}, calibration) is not supported yet")
-    from .backend.cpu import check_supported
+    if target == "cuda":
+        from .backend.cuda import check_supported, require_device
+        require_device()
+    else:
+        from .backend.cpu import check_supported
     graph = import_onnx(model)
     graph = optimize(graph, opt_level, disable_passes, verify_each, print_after, print_after_all,
-                     time_passes, out)
+                     time_passes, out, on_pass)
     check_supported(graph)
     options = {"opt_level": opt_level, "disable_passes": list(disable_passes)}
     return CompiledModel(graph, target, options)

@@ -39,9 +39,8 @@ def _read_array_file(path: str, what: str):
         raise InputError(f"{what}: cannot read {path!r}: {e}") from None
 
 
-def _feeds(model, args) -> Dict[str, np.ndarray]:
-    """Inputs from --inputs (npz), then --input NAME=FILE.npy, then --random for any still missing."""
-    from .runtime.model import example_inputs
+def _given_feeds(args) -> Dict[str, np.ndarray]:
+    """Inputs from --inputs (npz), then --input NAME=FILE.npy."""
     feeds: Dict[str, np.ndarray] = {}
     if args.inputs:
         npz = _read_array_file(args.inputs, "--inputs")
@@ -57,6 +56,13 @@ def _feeds(model, args) -> Dict[str, np.ndarray]:
         if not isinstance(arr, np.ndarray):
             raise InputError(f"--input {name}: {path!r} is not an .npy file")
         feeds[name] = arr
+    return feeds
+
+
+def _feeds(model, args) -> Dict[str, np.ndarray]:
+    """The given inputs, then with --random random values for any still missing."""
+    from .runtime.model import example_inputs
+    feeds = _given_feeds(args)
     if args.random:
         rand = example_inputs(model.graph, random=True)
         feeds.update({k: v for k, v in rand.items() if k not in feeds})
@@ -100,13 +106,20 @@ def _type_text(dtype: str, shape) -> str:
 
 def cmd_compile(args) -> int:
     from . import api
+    from .debug.progress import Progress
     if args.quantize or args.calibration:
         raise UnsupportedError("--quantize/--calibration: int8 quantization is not supported yet")
+    # the IR and timings that --print-after*/--time-passes write to stderr would be torn by a progress line
+    listing = args.print_after_all or args.print_after or args.time_passes
+    progress = Progress(enabled=False if args.quiet or listing else None)
     t0 = time.perf_counter()
-    model = api.compile(args.model, target=args.target, opt_level=args.opt_level,
-                        disable_passes=args.disable_pass, verify_each=args.verify_each,
-                        print_after=args.print_after, print_after_all=args.print_after_all,
-                        time_passes=args.time_passes)
+    try:
+        model = api.compile(args.model, target=args.target, opt_level=args.opt_level,
+                            disable_passes=args.disable_pass, verify_each=args.verify_each,
+                            print_after=args.print_after, print_after_all=args.print_after_all,
+                            time_passes=args.time_passes, on_pass=progress.on_pass)
+    finally:
+        progress.done()
     model.save(args.output)
     t1 = time.perf_counter()
     size, ops = os.path.getsize(args.output), sum(model.graph.op_counts().values())
@@ -114,8 +127,9 @@ def cmd_compile(args) -> int:
     if args.no_warm:
         return 0
     try:
-        api.load(args.output).warm()  # the artifact as `irc run` will see it
+        progress.warm(api.load(args.output))  # the artifact as `irc run` will see it
     except IrcError as e:
+        progress.done()
         print(f"irc: warning: kernel warm-up failed (the artifact is written): {e}", file=sys.stderr)
     else:
         print(f"kernel cache warmed in {time.perf_counter() - t1:.2f} s")
@@ -134,10 +148,9 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _lowered_text(model) -> str:
-    """The graph specialized to example inputs (dims bound to 1), each node showing its kernel."""
+def _lowered(model):
+    """The graph specialized to example inputs (dims bound to 1), and a function giving each node's kernel."""
     from .backend.registry import lowering
-    from .ir import print_graph
     plan = model.plan()
     algos = {id(s.node): s.algo for s in plan.steps}
 
@@ -148,24 +161,83 @@ def _lowered_text(model) -> str:
         if algos.get(id(node)):
             extra["algo"] = algos[id(node)]
         return extra
-    return print_graph(plan.graph, annotate=annotate)
+    return plan.graph, annotate
 
 
-def cmd_dump(args) -> int:
+def _dump_graph(args):
+    """The graph of the stage asked for, and the annotation of each node (lowered stage only)."""
     from .frontend import import_onnx
-    from .ir import print_graph
     from .runtime.artifact import is_artifact
-    if args.format != "text":
-        raise UnsupportedError(f"--format {args.format} is not supported yet (use --format text)")
     if args.stage == "import":
         if is_artifact(args.model):
             raise IrcError(f"{args.model} is a compiled artifact: it holds the optimized graph, not the import")
         if args.opt_level is not None or args.disable_pass:
             raise IrcError("-O and --disable-pass do not apply to --stage import")
-        sys.stdout.write(print_graph(import_onnx(args.model)))
-        return 0
+        return import_onnx(args.model), None
     model = _load_any(args.model, args.opt_level, args.disable_pass)
-    sys.stdout.write(_lowered_text(model) if args.stage == "lowered" else print_graph(model.graph))
+    return _lowered(model) if args.stage == "lowered" else (model.graph, None)
+
+
+def cmd_dump(args) -> int:
+    from .debug.dot import render, to_dot
+    from .debug.text import write_text
+    from .debug.to_onnx import save_onnx
+    from .ir import print_graph
+    if args.format == "onnx" and not args.output:
+        raise IrcError("--format onnx writes a binary file: give it with -o FILE.onnx")
+    graph, annotate = _dump_graph(args)
+    if args.format == "onnx":
+        save_onnx(graph, args.output)
+        print(f"wrote {args.output}")
+        return 0
+    text = to_dot(graph, annotate) if args.format == "dot" else print_graph(graph, annotate=annotate)
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    (render if args.format == "dot" else write_text)(text, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from .debug import verify
+    from .runtime.artifact import is_artifact
+    feeds = _given_feeds(args)
+    opts = dict(feeds=feeds or None, opt_level=args.opt_level, disable_passes=args.disable_pass, tol=args.tol)
+    artifact = is_artifact(args.model)
+    if artifact and not args.bisect:
+        raise IrcError(f"{args.model} is a compiled artifact: checking the passes needs the .onnx model "
+                       f"(--bisect checks an artifact's kernels)")
+    if args.bisect:
+        report = verify.bisect_kernels(_load_any(args.model) if artifact else args.model, **opts)
+        sys.stdout.write(verify.format_bisect(report))
+        return 0 if report.first_bad is None else 1
+    report = verify.verify_pipeline(args.model, **opts)
+    sys.stdout.write(verify.format_pipeline(report))
+    return 0 if report.ok else 1
+
+
+def cmd_profile(args) -> int:
+    import json
+    from .debug.profile import format_profile, profile
+    model = _load_any(args.model, args.opt_level, args.disable_pass)
+    result = profile(model, _feeds(model, args), runs=args.runs)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=1))
+    else:
+        sys.stdout.write(format_profile(result))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    import json
+    from .debug.bench import bench_model, format_report
+    from .runtime.artifact import is_artifact
+    if is_artifact(args.model):
+        raise IrcError(f"{args.model} is a compiled artifact: bench compares against onnxruntime on the .onnx model")
+    result = bench_model(args.model, batch=args.batch, runs=args.runs, blocks=args.blocks, threads=args.threads,
+                         vs=args.vs)
+    print(json.dumps(result, indent=1) if args.json else format_report(result), end="\n" if args.json else "")
     return 0
 
 
@@ -197,6 +269,22 @@ def _opt_level(text: str) -> int:
     return int(text)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+DISABLE_HELP = "leave pass NAME out of the pipeline (repeatable)"
+OPT_HELP = "optimization level 0..3 for an .onnx model (default 2)"
+
+
+def _add_feed_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                   help="one input from an .npy file (repeatable)")
+    p.add_argument("--inputs", metavar="FILE.npz", help="inputs from an .npz file, one array per input name")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="irc", description="Ahead-of-time compiler for ONNX inference.")
     p.add_argument("--debug", action="store_true", help="show the traceback of errors")
@@ -206,35 +294,70 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", parents=[common], help="compile MODEL.onnx into an artifact")
     c.add_argument("model", metavar="MODEL.onnx")
-    c.add_argument("-o", dest="output", required=True, metavar="MODEL.bin")
-    c.add_argument("--target", default="cpu", choices=["cpu", "cuda"])
+    c.add_argument("-o", dest="output", required=True, metavar="MODEL.bin", help="the artifact to write")
+    c.add_argument("--target", default="cpu", choices=["cpu", "cuda"], help="default cpu")
     c.add_argument("-O", dest="opt_level", type=_opt_level, default=2, metavar="N", help="0..3 (default 2)")
     c.add_argument("--quantize", choices=["int8"])
-    c.add_argument("--calibration", metavar="CALIB.npz")
-    c.add_argument("--disable-pass", action="append", default=[], metavar="NAME")
+    c.add_argument("--calibration", metavar="CALIB.npz", help="one array per input, samples on axis 0")
+    c.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help=DISABLE_HELP)
     pa = c.add_mutually_exclusive_group()
-    pa.add_argument("--print-after-all", action="store_true")
-    pa.add_argument("--print-after", action="append", default=[], metavar="NAME")
-    c.add_argument("--time-passes", action="store_true")
-    c.add_argument("--verify-each", action="store_true")
+    pa.add_argument("--print-after-all", action="store_true", help="print the IR after every pass (stderr)")
+    pa.add_argument("--print-after", action="append", default=[], metavar="NAME",
+                    help="print the IR after pass NAME (stderr; repeatable)")
+    c.add_argument("--time-passes", action="store_true", help="print a table of pass times (stderr)")
+    c.add_argument("--verify-each", action="store_true", help="run the IR verifier after every pass")
     c.add_argument("--no-warm", action="store_true", help="skip compiling the kernels into the cache")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress line on a terminal")
     c.set_defaults(fn=cmd_compile)
 
     r = sub.add_parser("run", parents=[common], help="run a model on inputs from files or random")
     r.add_argument("model", metavar="MODEL.bin")
-    r.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
-    r.add_argument("--inputs", metavar="FILE.npz")
+    _add_feed_options(r)
     r.add_argument("--random", action="store_true", help="random values for inputs not given")
-    r.add_argument("-o", dest="output", metavar="OUT.npz")
+    r.add_argument("-o", dest="output", metavar="OUT.npz", help="write the outputs instead of printing them")
     r.set_defaults(fn=cmd_run)
 
     d = sub.add_parser("dump", parents=[common], help="print a model's IR")
     d.add_argument("model", metavar="MODEL.onnx|MODEL.bin")
-    d.add_argument("--stage", choices=STAGES, default="optimized")
-    d.add_argument("--format", choices=["text", "dot", "onnx"], default="text")
-    d.add_argument("--disable-pass", action="append", default=[], metavar="NAME")
-    d.add_argument("-O", dest="opt_level", type=_opt_level, default=None, metavar="N")
+    d.add_argument("--stage", choices=STAGES, default="optimized", help="default optimized")
+    d.add_argument("--format", choices=["text", "dot", "onnx"], default="text",
+                   help="IR text (default), Graphviz DOT, or an ONNX model (needs -o)")
+    d.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help=DISABLE_HELP)
+    d.add_argument("-O", dest="opt_level", type=_opt_level, default=None, metavar="N", help=OPT_HELP)
+    d.add_argument("-o", dest="output", metavar="FILE",
+                   help="write to FILE (dot: .svg/.png/.pdf are rendered with Graphviz's dot)")
     d.set_defaults(fn=cmd_dump)
+
+    v = sub.add_parser("verify", parents=[common], help="find the pass or kernel that changes a model's outputs")
+    v.add_argument("model", metavar="MODEL.onnx", help="an .onnx model (or, with --bisect, an artifact)")
+    _add_feed_options(v)
+    v.add_argument("-O", dest="opt_level", type=_opt_level, default=2, metavar="N", help="0..3 (default 2)")
+    v.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help=DISABLE_HELP)
+    v.add_argument("--tol", type=float, default=1e-3,
+                   help="tolerance: max |ref - got| <= TOL * max(1, max |ref|) (default 1e-3)")
+    v.add_argument("--bisect", action="store_true",
+                   help="check each compiled kernel against its op's reference instead")
+    v.set_defaults(fn=cmd_verify)
+
+    f = sub.add_parser("profile", parents=[common], help="time every node of a model")
+    f.add_argument("model", metavar="MODEL.bin|MODEL.onnx")
+    _add_feed_options(f)
+    f.add_argument("--runs", type=_positive, default=10, metavar="N", help="timed runs (default 10)")
+    f.add_argument("--json", action="store_true", help="print the profile as JSON")
+    f.add_argument("-O", dest="opt_level", type=_opt_level, default=None, metavar="N", help=OPT_HELP)
+    f.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help=DISABLE_HELP)
+    f.set_defaults(fn=cmd_profile, random=True)
+
+    b = sub.add_parser("bench", parents=[common], help="time a model beside onnxruntime in one process")
+    b.add_argument("model", metavar="MODEL.onnx")
+    b.add_argument("--vs", choices=["onnxruntime"], default="onnxruntime", help="the engine to compare with")
+    b.add_argument("--batch", type=_positive, default=1, metavar="N", help="value of symbolic dims (default 1)")
+    b.add_argument("--runs", type=_positive, default=5, metavar="N", help="calls per block (default 5)")
+    b.add_argument("--blocks", type=_positive, default=4, metavar="N", help="blocks per engine (default 4)")
+    b.add_argument("--threads", type=_positive, default=None, metavar="N",
+                   help="threads of both engines (default: irc's policy, IRC_NUM_THREADS or all cores)")
+    b.add_argument("--json", action="store_true", help="print the result as JSON")
+    b.set_defaults(fn=cmd_bench)
 
     i = sub.add_parser("info", parents=[common], help="describe an artifact")
     i.add_argument("model", metavar="MODEL.bin")

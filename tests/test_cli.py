@@ -9,6 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import irc
 from irc.cli import main
+from tests.util import assert_close
 
 W = np.array([[0.5, -1.0, 2.0]], np.float32)
 
@@ -69,7 +70,41 @@ def test_compile_pass_options(capsys, onnx_path, tmp_path):
     assert "// IR after simplify" in err and "// IR after cse" not in err and "total" in err
     assert irc.load(out).options["disable_passes"] == ["cse"]
     rc, _, err = irc_cli(capsys, "compile", onnx_path, "-o", out, "--print-after", "dce", "--no-warm")
-    assert rc == 0 and err.count("// IR after") == 1 and "// IR after dce\ngraph main(" in err
+    runs = irc.passes.pipeline(2).count("dce")
+    assert rc == 0 and err.count("// IR after") == err.count("// IR after dce\ngraph main(") == runs >= 1
+
+
+def test_compile_time_passes_table(capsys, onnx_path, tmp_path):
+    rc, _, err = irc_cli(capsys, "compile", onnx_path, "-o", tmp_path / "m.bin", "--time-passes", "--no-warm")
+    header, *rows, total = err.splitlines()
+    assert rc == 0 and header.split() == ["pass", "time", "(ms)", "%"]
+    assert [r.split()[0] for r in rows] == irc.passes.pipeline(2)
+    assert total.split()[0] == "total" and total.split()[-1] == "100.0"
+    assert sum(float(r.split()[1]) for r in rows) == pytest.approx(float(total.split()[1]), abs=0.01 * len(rows))
+
+
+def unsupported_model():
+    """Two unknown ops (one of them twice) in two domains, around a supported one."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    nodes = [helper.make_node("Frobnicate", ["x"], ["a"], name="frob1"),
+             helper.make_node("Relu", ["a"], ["b"], name="relu"),
+             helper.make_node("Wibble", ["b"], ["c"], name="wib", domain="com.example"),
+             helper.make_node("Frobnicate", ["c"], ["y"], name="frob2")]
+    g = helper.make_graph(nodes, "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 2)],
+                             ir_version=8)
+
+
+@pytest.mark.parametrize("command", ["compile", "verify", "dump"])
+def test_unsupported_ops_are_listed_together(capsys, tmp_path, command):
+    path = tmp_path / "u.onnx"
+    path.write_bytes(unsupported_model().SerializeToString())
+    extra = ["-o", tmp_path / "u.bin"] if command == "compile" else []
+    rc, out, err = irc_cli(capsys, command, path, *extra)
+    assert rc == 1 and err.startswith("irc: error: 3 unsupported node(s):") and err.count("irc: error") == 1
+    assert "Frobnicate (domain 'ai.onnx', opset 17): 'frob1', 'frob2'" in err
+    assert "Wibble (domain 'com.example', opset 2): 'wib'" in err
+    assert "Traceback" not in err and out == ""
 
 
 @pytest.mark.parametrize("args, message", [
@@ -77,7 +112,6 @@ def test_compile_pass_options(capsys, onnx_path, tmp_path):
     (["--disable-pass", "nope"], "unknown pass name(s) 'nope'"),
     (["--quantize", "int8"], "not supported yet"),
     (["--calibration", "c.npz"], "not supported yet"),
-    (["--target", "cuda"], "target 'cuda' is not supported yet"),
 ])
 def test_compile_reported_errors(capsys, onnx_path, tmp_path, args, message):
     rc, out, err = irc_cli(capsys, "compile", onnx_path, "-o", tmp_path / "m.bin", *args)
@@ -110,7 +144,8 @@ def test_compile_missing_model_and_debug_traceback(capsys, tmp_path):
 @pytest.mark.parametrize("argv", [
     [], ["frobnicate"], ["compile", "m.onnx"], ["compile", "m.onnx", "-o", "m.bin", "-O7"],
     ["compile", "m.onnx", "-o", "m.bin", "--print-after-all", "--print-after", "dce"],
-    ["dump", "m.onnx", "--stage", "parsed"], ["run"],
+    ["dump", "m.onnx", "--stage", "parsed"], ["run"], ["dump", "m.onnx", "--format", "svg"],
+    ["verify"], ["verify", "m.onnx", "--tol", "x"], ["profile", "m.bin", "--runs", "0"],
 ])
 def test_usage_errors_exit_2(capsys, argv):
     rc, _, err = irc_cli(capsys, *argv)
@@ -151,11 +186,15 @@ def test_run_random_and_onnx_input(capsys, onnx_path):
     (lambda d: ["--inputs", d / "x64.npy"], "is not an .npz file"),
     (lambda d: ["--input", f"x={d / 'x64.npy'}"], "input 'x': expected dtype f32"),
     (lambda d: ["--input", f"z={d / 'x64.npy'}", "--random"], "unknown input(s) ['z']"),
+    (lambda d: ["--input", f"x={d / 'x4.npy'}"], "input 'x': expected shape ['batch', 3], got [2, 4]"),
+    (lambda d: ["--input", f"x={d / 'x1.npy'}"], "input 'x': expected shape ['batch', 3] (rank 2), got [3] (rank 1)"),
 ])
 def test_run_reported_errors(capsys, bin_path, tmp_path, make_args, message):
     np.save(tmp_path / "x64.npy", X.astype(np.float64))
+    np.save(tmp_path / "x4.npy", np.zeros((2, 4), np.float32))
+    np.save(tmp_path / "x1.npy", np.zeros(3, np.float32))
     rc, _, err = irc_cli(capsys, "run", bin_path, *make_args(tmp_path))
-    assert rc == 1 and err.startswith("irc: error: ") and message in err
+    assert rc == 1 and err.startswith("irc: error: ") and message in err and "Traceback" not in err
 
 
 # -- dump -------------------------------------------------------------------------------------------------
@@ -179,7 +218,7 @@ def test_dump_options_apply_to_onnx(capsys, onnx_path):
 @pytest.mark.parametrize("args, message", [
     (["--stage", "import"], "holds the optimized graph"),
     (["-O1"], "apply to .onnx models only"),
-    (["--format", "dot"], "--format dot is not supported yet"),
+    (["--format", "onnx"], "give it with -o FILE.onnx"),
 ])
 def test_dump_reported_errors(capsys, bin_path, args, message):
     rc, _, err = irc_cli(capsys, "dump", bin_path, *args)
@@ -211,6 +250,43 @@ def test_info_reported_errors(capsys, onnx_path, bin_path, tmp_path):
     (tmp_path / "bad.bin").write_bytes(bytes(raw))
     rc, _, err = irc_cli(capsys, "info", tmp_path / "bad.bin")
     assert rc == 1 and "checksum mismatch" in err and "byte offset" in err
+
+
+# -- InferenceSession -----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_inference_session_matches_onnxruntime(zoo):
+    ort = pytest.importorskip("onnxruntime")
+    path = zoo.path("resnet18")
+    feeds = zoo.inputs("resnet18", batch=1)
+    ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    sess = irc.InferenceSession(path)
+    for mine, theirs in [(sess.get_inputs(), ref.get_inputs()), (sess.get_outputs(), ref.get_outputs())]:
+        assert [(a.name, a.shape, a.type) for a in mine] == [(a.name, a.shape, a.type) for a in theirs]
+    assert sess.get_inputs()[0].name == ref.get_inputs()[0].name == list(feeds)[0]
+    got, want = sess.run(None, feeds), ref.run(None, feeds)
+    assert len(got) == len(want) == 1
+    assert_close(got[0], want[0])
+    name = ref.get_outputs()[0].name
+    np.testing.assert_array_equal(sess.run([name], feeds)[0], got[0])
+    with pytest.raises(irc.IrcError, match="unknown output"):
+        sess.run(["nope"], feeds)
+
+
+# -- docs -----------------------------------------------------------------------------------------------
+
+def test_cli_docs_name_every_command_and_flag():
+    import argparse
+    from irc.cli import build_parser
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "cli.md")).read()
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, parser in sub.choices.items():
+        section = doc.split(f"## irc {name}\n")[1].split("\n## ")[0] if f"## irc {name}\n" in doc else ""
+        missing += [f"{name} (no section)"] if not section else []
+        missing += [f"{name} {opt}" for a in parser._actions for opt in a.option_strings
+                    if opt not in ("-h", "--help", "--debug") and opt not in section]
+    assert not missing, missing
 
 
 # -- processes --------------------------------------------------------------------------------------------

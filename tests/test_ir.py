@@ -5,6 +5,7 @@ import pytest
 from irc import IrcError
 from irc.ir import Builder, Graph, TensorType, parse_graph, print_graph, verify
 from irc.ir.graph import Node, Value
+from irc.ops.registry import OPS
 
 # -- print -> parse -> print ------------------------------------------------------------------------------
 
@@ -225,7 +226,7 @@ def _wrong_result_count(g):
 
 def _failing_inference(g):
     g.nodes[1].op = "conv2d"  # conv2d of one 2-D operand: its inference refuses
-    g.nodes[1].attrs.update(strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1], group=1, auto_pad="NOTSET")
+    g.nodes[1].attrs.update(OPS["conv2d"].full_attrs({}))
 
 
 VIOLATIONS = {

@@ -2,12 +2,12 @@
 plus the kernel each conv lowers to, symbolic batches, opset forms and errors."""
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import irc
 from irc.backend.registry import lowering
 from irc.frontend import import_onnx
-from tests.util import check_model, node_model
+from tests.util import NP_TO_ONNX, check_model, node_model
 
 
 def rand(shape, seed, dtype=np.float32):
@@ -281,3 +281,126 @@ def test_gemm_symbolic_rows():
 def test_gemm_bad_models_raise_irc_error(inputs, attrs, opset, match):
     with pytest.raises(irc.IrcError, match=match):
         irc.compile(node_model("Gemm", inputs, attrs, opset=opset))
+
+
+# -- the -O2 rewrites the kernels honour: Winograd convs and fused epilogues -------------------------------
+
+def compiled_nodes(model, **kw):
+    """The non-constant nodes of the model compiled at -O2."""
+    return [n for n in irc.compile(model, **kw).graph.nodes if n.op != "const"]
+
+
+# (x shape, w shape, attributes, bias, output tile the cost rule picks)
+WINOGRAD_CASES = {
+    "f4_pad1_bias": ((1, 16, 28, 28), (16, 16, 3, 3), {"pads": [1, 1, 1, 1]}, True, 4),
+    "f4_ragged_tiles_batch2": ((2, 16, 25, 23), (24, 16, 3, 3), {}, False, 4),
+    "f2_small_asym_pads": ((1, 32, 9, 7), (16, 32, 3, 3), {"pads": [0, 1, 2, 1]}, True, 2),
+    "f2_same_upper_batch2": ((2, 16, 6, 5), (16, 16, 3, 3), {"auto_pad": "SAME_UPPER"}, True, 2),
+}
+
+
+@pytest.mark.parametrize("name", list(WINOGRAD_CASES))
+def test_conv2d_winograd(name):
+    x_shape, w_shape, attrs, bias, m = WINOGRAD_CASES[name]
+    model, feeds = conv_model("Conv", x_shape, w_shape, attrs, bias, seed=len(name))
+    [conv] = compiled_nodes(model)
+    assert (conv.attrs["algo"], conv.attrs["winograd_m"]) == ("winograd", m)
+    assert lowering("conv2d").fn(conv).algo == "winograd"
+    check_model(model, feeds)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", [
+    ((1, 8, 16, 16), (16, 8, 3, 3), {"pads": [1, 1, 1, 1]}),     # too few input channels to pay
+    ((1, 16, 16, 16), (16, 16, 3, 3), {"strides": [2, 2]}),
+    ((1, 16, 16, 16), (16, 16, 3, 3), {"dilations": [2, 2]}),
+    ((1, 16, 16, 16), (16, 16, 5, 5), {}),
+    ((1, 16, 5, 5), (16, 16, 3, 3), {}),                          # 3x3 output: smaller than one tile
+])
+def test_conv2d_without_winograd(x_shape, w_shape, attrs):
+    [conv] = compiled_nodes(conv_model("Conv", x_shape, w_shape, attrs)[0])
+    assert conv.attrs["algo"] != "winograd"
+
+
+def test_conv2d_winograd_disabled_keeps_im2col():
+    model, feeds = conv_model("Conv", (1, 16, 28, 28), (16, 16, 3, 3), {"pads": [1, 1, 1, 1]})
+    [conv] = compiled_nodes(model, disable_passes=("winograd",))
+    assert conv.attrs["algo"] is None and lowering("conv2d").fn(conv).algo == "im2col"
+
+
+# Error of the Winograd kernel against the float64 convolution, relative to max|result|, on N(0, 1) inputs
+# and weights scaled to keep results O(1). F(m, 3) computes the correlation exactly in real arithmetic; the
+# float32 error comes from its transforms, whose entries grow with the interpolation points: F(2,3) uses
+# 0, +-1 (entries <= 1: it rounds like im2col, measured 2e-7..7e-7), F(4,3) also +-2 (B^T entries up to 5,
+# A^T up to 8, G down to 1/24), measured 3e-6..1.1e-5 over 16..512 channels. Each bound is ~5x the worst
+# measured.
+WINOGRAD_ERROR_BOUND = {2: 4e-6, 4: 5e-5}
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("channels, size", [(16, 12), (128, 14)])
+def test_winograd_kernel_error_is_bounded(m, channels, size):
+    from irc.kernels.cpu.conv import Geometry
+    from irc.kernels.cpu.winograd import winograd_conv
+    from irc.ops.nn import conv2d, winograd_filter
+    x = rand((2, channels, size, size), m)
+    w = rand((channels, channels, 3, 3), channels) / np.float32(3 * np.sqrt(channels))
+    g = Geometry(2, channels, size, size, channels, size, size, 1, 3, 3, 1, 1, 1, 1, 1, 1)
+    y = winograd_conv(g, m, np.float32)(x, winograd_filter(w, m))
+    ref = conv2d(x.astype(np.float64), w.astype(np.float64), pads=[1, 1, 1, 1], strides=[1, 1], dilations=[1, 1],
+                 group=1, auto_pad="NOTSET", winograd_m=None)
+    err = np.abs(y - ref).max() / np.abs(ref).max()
+    assert err <= WINOGRAD_ERROR_BOUND[m], err
+
+
+def chain_model(nodes, inputs, consts, opset=17):
+    """A model of ``nodes`` (helper.make_node) whose output is "y"."""
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info(k, NP_TO_ONNX[v.dtype], v.shape)
+                                           for k, v in inputs.items()],
+                          [helper.make_empty_tensor_value_info("y")],
+                          [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def _n(op, ins, out, **attrs):
+    return helper.make_node(op, ins, [out], **attrs)
+
+
+F = np.float32
+# name: (nodes, inputs, constants, the producer's epilogue after -O2)
+EPILOGUE_CASES = {
+    "conv_residual_relu": ([_n("Conv", ["x", "w", "b"], "c", pads=[1, 1, 1, 1]), _n("Add", ["r", "c"], "s"),
+                            _n("Relu", ["s"], "y")],
+                           {"x": rand((2, 3, 6, 5), 0), "r": rand((2, 4, 6, 5), 1)},
+                           {"w": rand((4, 3, 3, 3), 2), "b": rand((4,), 3)}, ["add", "relu"]),
+    "conv_relu6_winograd": ([_n("Conv", ["x", "w"], "c", pads=[1, 1, 1, 1]), _n("Clip", ["c", "lo", "hi"], "y")],
+                            {"x": rand((1, 16, 8, 8), 4)},
+                            {"w": rand((16, 16, 3, 3), 5), "lo": np.array(0, F), "hi": np.array(6, F)}, ["clip"]),
+    "depthwise_leaky_relu": ([_n("Conv", ["x", "w"], "c", group=4, pads=[1, 1, 1, 1]),
+                              _n("LeakyRelu", ["c"], "y", alpha=0.2)],
+                             {"x": rand((1, 4, 5, 5), 6)}, {"w": rand((4, 1, 3, 3), 7)}, ["leaky_relu"]),
+    "gemm_bias_hard_swish": ([_n("Gemm", ["x", "w", "c0"], "g", transB=1, alpha=0.5),
+                              _n("Add", ["g", "b"], "s"), _n("HardSwish", ["s"], "y")],
+                             {"x": rand((3, 5), 8)}, {"w": rand((4, 5), 9), "c0": rand((4,), 10),
+                                                      "b": rand((3, 1), 11)}, ["add", "hard_swish"]),
+    "matmul_silu_tanh": ([_n("MatMul", ["x", "w"], "m"), _n("Sigmoid", ["m"], "s"), _n("Mul", ["m", "s"], "p"),
+                          _n("Tanh", ["p"], "y")],
+                         {"x": rand((2, 3, 5), 12)}, {"w": rand((5, 4), 13)}, ["silu", "tanh"]),
+    "matmul_bias_sigmoid": ([_n("MatMul", ["x", "w"], "m"), _n("Add", ["m", "b"], "s"), _n("Sigmoid", ["s"], "y")],
+                            {"x": rand((3, 5), 14)}, {"w": rand((5, 4), 15), "b": rand((4,), 16)},
+                            ["add", "sigmoid"]),
+}
+
+
+@pytest.mark.parametrize("name", list(EPILOGUE_CASES))
+def test_fused_epilogue(name):
+    nodes, inputs, consts, epilogue = EPILOGUE_CASES[name]
+    model = chain_model(nodes, inputs, consts)
+    [node] = compiled_nodes(model)
+    assert node.attrs["epilogue"] == epilogue
+    check_model(model, inputs)
+
+
+def test_fused_epilogue_float16():
+    x, w = rand((3, 5), 0, np.float16), rand((5, 4), 1, np.float16)
+    model = chain_model([_n("MatMul", ["x", "w"], "m"), _n("Relu", ["m"], "y")], {"x": x}, {"w": w})
+    check_model(model, {"x": x}, tol=5e-3)

@@ -17,7 +17,7 @@ from onnx import TensorProto
 
 import irc
 from irc.ops import OPS
-from irc.ir.types import DTYPES
+from irc.ir.types import DTYPES, from_numpy_dtype
 from irc.kernels.cpu import codegen
 from irc.kernels.cpu.elementwise import PARALLEL_MIN, TEMPLATES, Expr, elementwise_kernel
 from irc.runtime.cache import JitCompiles, cache_dir
@@ -282,7 +282,7 @@ def test_clip_with_only_an_upper_bound():
     assert check_model(model, {"x": x})["out0"].max() == np.float32(0.5)
 
 
-def test_clip_bounds_as_constants_broadcast_in_int64():
+def test_clip_int64_with_constant_bounds():
     x = _feeds(Case("Clip"), "i64", [(3, 5)])["x0"]
     model = node_model("Clip", {"x": x}, consts={"lo": np.array(-3, np.int64), "hi": np.array(4, np.int64)})
     check_model(model, {"x": x})
@@ -302,10 +302,6 @@ def test_integer_mod_sign_follows_divisor_or_dividend(fmod, want):
     np.testing.assert_array_equal(got, want)
 
 
-def _bad_model(op, inputs, attrs=None, opset=17):
-    return node_model(op, inputs, attrs=attrs, opset=opset)
-
-
 @pytest.mark.parametrize("op, inputs, attrs, opset, match", [
     ("Gelu", {"x": np.zeros(3, np.float32)}, {"approximate": "fast"}, 20, "approximate"),
     ("Mod", {"a": np.zeros(3, np.float32), "b": np.ones(3, np.float32)}, {}, 17, "fmod"),
@@ -318,7 +314,7 @@ def _bad_model(op, inputs, attrs=None, opset=17):
 ])
 def test_bad_models_raise_irc_errors_naming_the_problem(op, inputs, attrs, opset, match):
     with pytest.raises(irc.IrcError, match=match):
-        irc.compile(_bad_model(op, inputs, attrs, opset))
+        irc.compile(node_model(op, inputs, attrs=attrs, opset=opset))
 
 
 # ----------------------------------------------------------------------------------- the kernel generator
@@ -334,14 +330,10 @@ def _reference(tree, operands):
 
 
 def _check_tree(tree, operands, tol=1e-5):
-    k = elementwise_kernel(tree, [codegen_dtype(a) for a in operands])
+    k = elementwise_kernel(tree, [from_numpy_dtype(a.dtype) for a in operands])
     got = k(*operands)
     assert_close(got, _reference(tree, operands), tol, str(tree))
     return got
-
-
-def codegen_dtype(a: np.ndarray) -> str:
-    return {v: k for k, v in DTYPES.items()}[a.dtype]
 
 
 X = np.random.default_rng(1).standard_normal((6, 5, 4)).astype(np.float32)
@@ -411,10 +403,18 @@ def test_coalesce_merges_dims_contiguous_for_every_operand(shape, strides, want)
     assert codegen.coalesce(shape, strides) == want
 
 
-@pytest.mark.parametrize("op", ["exp", "tanh", "erf", "sigmoid"])
-def test_float32_exp_family_is_within_a_few_ulps(op):
+_WIDE = np.linspace(-110, 100, 400_001)
+_ACCURACY_GRIDS = {
+    "exp": _WIDE, "tanh": _WIDE, "erf": _WIDE, "sigmoid": _WIDE, "softplus": _WIDE,
+    "mish": np.linspace(-80, 100, 400_001),
+    "log": np.concatenate([np.geomspace(1e-45, 3e38, 400_001), np.linspace(0.5, 2, 200_001), [-1.0]]),
+}
+
+
+@pytest.mark.parametrize("op", list(_ACCURACY_GRIDS))
+def test_float32_transcendentals_are_within_a_few_ulps(op):
     """These are spelled out as polynomials (to vectorize): check them densely against float64."""
-    x = np.concatenate([np.linspace(-110, 89, 400_001), np.linspace(-4, 4, 400_001),
+    x = np.concatenate([_ACCURACY_GRIDS[op], np.linspace(-4, 4, 400_001),
                         [0.0, -0.0, np.inf, -np.inf, np.nan]]).astype(np.float32)
     got = elementwise_kernel(Expr.make(op, 0), ["f32"])(x).astype(np.float64)
     with np.errstate(all="ignore"):
@@ -458,6 +458,11 @@ def test_literal_spellings():
 def test_generator_rejects_what_is_not_whitelisted(tree, match):
     with pytest.raises(irc.IrcError, match=match):
         elementwise_kernel(tree, ["f32", "f32"])
+
+
+def test_string_operands_are_unsupported():
+    with pytest.raises(irc.errors.UnsupportedError, match="not str"):
+        elementwise_kernel(Expr.make("equal", 0, 1), ["str", "str"])
 
 
 def test_operands_are_checked():

@@ -35,16 +35,17 @@ class Plan:
     output_slots: List[int] = field(default_factory=list)
 
 
-def check_supported(graph: Graph) -> None:
-    """Raise one UnsupportedError naming every node without a CPU kernel."""
-    missing = [n for n in graph.nodes if n.op != "const" and lowering(n.op) is None]
+def check_supported(graph: Graph, find=lowering, target: str = "CPU") -> None:
+    """Raise one UnsupportedError naming every node without a kernel (``find(op)`` is None)."""
+    missing = [n for n in graph.nodes if n.op != "const" and find(n.op) is None]
     if missing:
-        raise UnsupportedError(f"{len(missing)} node(s) have no CPU kernel: " +
+        raise UnsupportedError(f"{len(missing)} node(s) have no {target} kernel: " +
                                "; ".join(f"{n.name!r} ({n.op})" for n in missing))
 
 
-def lower(graph: Graph) -> Plan:
-    """One Step per non-constant node, operands and results numbered as slots."""
+def lower(graph: Graph, find=lowering, target: str = "CPU") -> Plan:
+    """One Step per non-constant node, operands and results numbered as slots; ``find(op)`` gives the
+    lowering (the CPU table unless another backend passes its own)."""
     slots = {}
 
     def slot(v):
@@ -61,13 +62,15 @@ def lower(graph: Graph) -> Plan:
                 raise IrcError(f"constant {n.name!r} has no value")
             plan.consts[slot(n.outputs[0])] = val
             continue
-        low = lowering(n.op)
+        low = find(n.op)
         if low is None:
-            raise UnsupportedError(f"node {n.name!r}: op {n.op} has no CPU kernel")
+            raise UnsupportedError(f"node {n.name!r}: op {n.op} has no {target} kernel")
         try:
             k = low.fn(n)
         except IrcError as e:
             raise IrcError(f"node {n.op} {n.name!r}: {e}") from None
+        except Exception as e:  # attributes from a file the kernel did not expect: name the node
+            raise IrcError(f"node {n.op} {n.name!r}: lowering failed: {type(e).__name__}: {e}") from e
         ins = [-1 if v is None else slot(v) for v in n.inputs]
         plan.steps.append(Step(n, k.fn, ins, [slot(v) for v in n.outputs], k.algo))
     plan.output_slots = [slot(v) for v in graph.outputs]
@@ -75,8 +78,13 @@ def lower(graph: Graph) -> Plan:
     return plan
 
 
-def execute(plan: Plan, feeds: Sequence[np.ndarray]) -> List[np.ndarray]:
-    """Run the plan's steps in order on the given input arrays."""
+def execute(plan: Plan, feeds: Sequence[np.ndarray], hook=None) -> List[np.ndarray]:
+    """Run the plan's steps in order on the given input arrays.
+
+    ``hook(step, args)``, when given, is called instead of ``step.fn(*args)`` and returns its result: the
+    profiler times each step through it, ``irc verify --bisect`` checks each kernel against its reference.
+    Without a hook the loop costs one comparison per step more.
+    """
     env: list = [None] * plan.n_slots
     for s, v in plan.consts.items():
         env[s] = v
@@ -85,7 +93,7 @@ def execute(plan: Plan, feeds: Sequence[np.ndarray]) -> List[np.ndarray]:
     for step in plan.steps:
         args = [None if i < 0 else env[i] for i in step.inputs]
         try:
-            res = step.fn(*args)
+            res = step.fn(*args) if hook is None else hook(step, args)
         except IrcError:
             raise
         except Exception as e:

@@ -7,8 +7,9 @@ defaults) or that need rewriting get a converter of their own in ``convert_*.py`
 ``@converter``, which produces the newest form.
 
 Graph inputs that are also initializers are treated as constants. Every unsupported node is listed in one
-UnsupportedError: node name, op type, domain and opset. A model of an opset newer than ``MAX_OPSET``
-imports as ``MAX_OPSET`` when none of its ops has a newer version (``newer_version``).
+UnsupportedError: node name, op type, domain and opset. Which versions of each op irc reads is decided in
+``onnx_versions``; a node irc cannot convert whose op has an ONNX function is replaced by its body first
+(``onnx_functions``).
 """
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import external_data_helper, numpy_helper
 
 from .. import ops as _ops
 from ..errors import IrcError, UnsupportedError
 from ..ir import Builder, Graph, TensorType, Value
 from ..ir.types import Dim
+from ..limits import check_tensor_size
+from .onnx_functions import inline_functions
+from .onnx_versions import MAX_OPSET, version_problem
 
 # ONNX TensorProto element type -> IR dtype
 ONNX_DTYPES = {
@@ -33,7 +37,7 @@ ONNX_DTYPES = {
     onnx.TensorProto.UINT32: "u32", onnx.TensorProto.UINT64: "u64", onnx.TensorProto.BOOL: "bool",
     onnx.TensorProto.STRING: "str",
 }
-MIN_OPSET, MAX_OPSET = 7, 23
+MIN_OPSET = 7
 
 CONVERTERS: Dict[str, Callable] = {}
 
@@ -59,11 +63,33 @@ def load_onnx(model) -> onnx.ModelProto:
         path = os.fspath(model)
         if not os.path.exists(path):
             raise IrcError(f"model file {path!r} does not exist")
-        return onnx.load(path, load_external_data=True)
+        proto = onnx.load(path, load_external_data=False)
+        _check_external_sizes(proto)
+        external_data_helper.load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+        return proto
     except IrcError:
         raise
     except Exception as e:
         raise IrcError(f"cannot read ONNX model: {type(e).__name__}: {e}") from None
+
+
+def _check_external_sizes(proto: onnx.ModelProto) -> None:
+    """Check the size of every tensor stored outside the model file before its bytes are read."""
+    g = proto.graph
+    tensors = list(g.initializer) + [a.t for n in g.node for a in n.attribute if a.HasField("t")]
+    for t in tensors:
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        where = f"initializer {t.name!r} (external data {info.get('location', '?')!r})"
+        check_tensor_size(t.dims, _itemsize(t.data_type), where)
+        if info.get("length", "").isdigit():
+            check_tensor_size([int(info["length"])], 1, where)
+
+
+def _itemsize(elem_type: int) -> int:
+    dtype = ONNX_DTYPES.get(elem_type)
+    return TensorType(dtype, ()).numpy_dtype.itemsize if dtype else 1
 
 
 def onnx_dtype(elem_type: int, where: str) -> str:
@@ -96,7 +122,9 @@ def value_type(vi: onnx.ValueInfoProto) -> TensorType:
 
 
 def tensor_to_array(t: onnx.TensorProto, where: str) -> np.ndarray:
+    """The tensor's value, after checking its element type and that its size is within the limit."""
     onnx_dtype(t.data_type, where)
+    check_tensor_size(t.dims, _itemsize(t.data_type), where)
     try:
         return np.array(numpy_helper.to_array(t))
     except Exception as e:
@@ -194,21 +222,6 @@ def _opsets(proto: onnx.ModelProto) -> Dict[str, int]:
     if opsets[""] < MIN_OPSET:
         raise UnsupportedError(f"opset {opsets['']} is not supported (irc reads opsets {MIN_OPSET} to {MAX_OPSET})")
     return opsets
-
-
-def newer_version(node: onnx.NodeProto, opset: int) -> Optional[int]:
-    """The version of the node's op in effect at ``opset`` when it is newer than ``MAX_OPSET``, else None.
-
-    A model of a newer opset imports as ``MAX_OPSET`` when none of its ops changed since: an op's
-    meaning only changes with a new version of it.
-    """
-    if opset <= MAX_OPSET:
-        return None
-    try:
-        since = onnx.defs.get_schema(node.op_type, opset, "").since_version
-    except onnx.defs.SchemaError:
-        return None
-    return since if since > MAX_OPSET else None
 
 
 def _unique(names, what: str) -> set:
@@ -334,8 +347,8 @@ def _convert(cv: Converter, node: onnx.NodeProto) -> List[Value]:
 
 def _bind(cv: Converter, node: onnx.NodeProto, outs: List[Value], hints: Dict[str, TensorType],
           needed: set) -> Optional[str]:
-    """Name the results after the node's outputs, refined by declared types; the reason when an output
-    another node reads was not produced."""
+    """Name the results after the node's outputs, refined by declared types and checked against the
+    tensor size limit; the reason when an output another node reads was not produced."""
     for i, name in enumerate(node.output):
         if not name:
             continue
@@ -349,6 +362,8 @@ def _bind(cv: Converter, node: onnx.NodeProto, outs: List[Value], hints: Dict[st
             if hint.dtype != v.type.dtype:
                 raise IrcError(f"{cv.where(node)}: output {name!r} is declared {hint} but the node gives {v.type}")
             v.type = v.type.refined_by(hint)
+        if v.type.shape is not None:  # before constant folding could allocate it
+            check_tensor_size(v.type.shape, v.type.numpy_dtype.itemsize, f"{cv.where(node)}: output {name!r}")
         v.name = name
         cv.env[name] = v
     return None
@@ -383,7 +398,7 @@ def import_onnx(model) -> Graph:
     if not proto.HasField("graph"):
         raise IrcError("not an ONNX model: it has no graph")
     opsets = _opsets(proto)
-    g = proto.graph
+    g = inline_functions(proto, opsets, lambda n: is_supported(n) and version_problem(n, opsets[""]) is None)
     nodes = ordered_nodes(g)
     cv = Converter(min(opsets[""], MAX_OPSET))
     _add_sources(cv, g)
@@ -391,11 +406,11 @@ def import_onnx(model) -> Graph:
     needed = {n for node in g.node for n in node.input} | {vi.name for vi in g.output}
     unsupported, skipped = Unsupported(opsets), set()
     for node in nodes:
-        reason, version = None, newer_version(node, opsets[""])
+        reason = None
         if not is_supported(node):
             reason = ""
-        elif version is not None:
-            reason = f"version {version} of {node.op_type} is newer than irc reads (opset {MAX_OPSET})"
+        elif (problem := version_problem(node, opsets[""])) is not None:
+            reason = problem
         elif any(name in skipped for name in node.input):
             skipped.update(node.output)  # not converted: it reads a result that does not exist
         else:

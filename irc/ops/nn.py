@@ -3,7 +3,7 @@ import numpy as np
 
 from ..errors import IrcError
 from ..ir.types import TensorType, broadcast_shapes
-from .registry import define
+from .registry import define, get, run_reference
 
 
 def conv_out_dim(size, k, stride, dilation, pad_begin, pad_end):
@@ -33,13 +33,121 @@ def resolve_auto_pad(auto_pad, in_sizes, kernel, strides, dilations, pads):
     return begin + end
 
 
+# -- epilogues: elementwise work fused into a producing conv2d, gemm or matmul ------------------------------
+# An epilogue is the list attribute ``epilogue`` of op names applied in order to the node's result (after its
+# bias): "add" adds the next extra operand (the operands after the op's own, each broadcasting to the
+# result), an activation maps every element. An activation's parameters are attributes of the node named
+# ``<op>_<parameter>``; clip's bounds, operands of clip itself, are the attributes clip_min and clip_max.
+EPILOGUE_PARAMS = {"add": {}, "relu": {}, "sigmoid": {}, "tanh": {}, "silu": {}, "hard_swish": {},
+                   "leaky_relu": {"leaky_relu_alpha": "alpha"}, "gelu": {"gelu_approximate": "approximate"},
+                   "clip": {}}
+# attributes of every op that can carry an epilogue (None: absent, not printed)
+FUSED_ATTRS = {"algo": None, "epilogue": None, "leaky_relu_alpha": None, "gelu_approximate": None,
+               "clip_min": None, "clip_max": None}
+
+
+def epilogue_steps(attrs):
+    """The node's epilogue as (op, op attributes) pairs; IrcError for an op that cannot be one."""
+    steps = []
+    for op in attrs.get("epilogue") or ():
+        if op not in EPILOGUE_PARAMS:
+            raise IrcError(f"epilogue op {op!r} is not one of {sorted(EPILOGUE_PARAMS)}")
+        params = {name: attrs.get(key) for key, name in EPILOGUE_PARAMS[op].items() if attrs.get(key) is not None}
+        steps.append((op, params))
+    return steps
+
+
+def _check_epilogue(ctx, first_extra, result: TensorType, what):
+    """The extra operands match the epilogue's adds in number, dtype and (broadcast) shape."""
+    adds = sum(op == "add" for op, _ in epilogue_steps(ctx.attrs))
+    extras = ctx.types[first_extra:]
+    if len(extras) != adds:
+        raise IrcError(f"{what} epilogue {ctx['epilogue']} needs {adds} extra operand(s), got {len(extras)}")
+    for t in extras:
+        if t is None or t.dtype != result.dtype or not _may_broadcast_to(t.shape, result.shape):
+            raise IrcError(f"{what} epilogue operand {t} does not broadcast to the result {result}")
+    return [result]
+
+
+def _may_broadcast_to(shape, target) -> bool:
+    """False only when ``shape`` surely does not broadcast to ``target`` (unknown dims may match anything)."""
+    if shape is None or target is None:
+        return True
+    if len(shape) > len(target):
+        return False
+    return all(s == 1 or s == t or s is None or t is None for s, t in zip(shape[::-1], target[::-1]))
+
+
+def apply_epilogue(y, extras, attrs):
+    """y after the node's epilogue, each step computed by its op's own reference (as the unfused graph)."""
+    extras = list(extras)
+    for op, params in epilogue_steps(attrs):
+        if op == "add":
+            operands = [y, extras.pop(0)]
+        elif op == "clip":
+            bounds = [attrs.get("clip_min"), attrs.get("clip_max")]
+            operands = [y] + [None if v is None else np.asarray(v, y.dtype) for v in bounds]
+        else:
+            operands = [y]
+        y = run_reference(get(op), operands, params)[0]
+    return y
+
+
+# -- Winograd F(m x m, 3 x 3) ------------------------------------------------------------------------------
+# Output tiles of m x m from input tiles of a = m + 2: Y = A^T [(G g G^T) * (B^T d B)] A (Lavin and Gray).
+# The interpolation points are 0, 1, -1 (m = 2) and 0, 1, -1, 2, -2 (m = 4), plus infinity.
+_WINOGRAD = {
+    2: ([[1, 1, 1, 0], [0, 1, -1, -1]],
+        [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]],
+        [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]),
+    4: ([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]],
+        [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+         [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+        [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+         [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]),
+}
+
+
+def winograd_matrices(m: int):
+    """(A^T [m, a], G [a, 3], B^T [a, a]) of F(m x m, 3 x 3) as float64."""
+    if m not in _WINOGRAD:
+        raise IrcError(f"winograd output tile must be one of {sorted(_WINOGRAD)}, got {m}")
+    return tuple(np.array(t, np.float64) for t in _WINOGRAD[m])
+
+
+def winograd_filter(w: np.ndarray, m: int) -> np.ndarray:
+    """The transformed filter U [a*a, O, C] = G g G^T of an [O, C, 3, 3] weight, in w's dtype."""
+    _, g, _ = winograd_matrices(m)
+    u = np.einsum("ik,ockl,jl->ijoc", g, w.astype(np.float64), g)
+    return np.ascontiguousarray(u.reshape(-1, *w.shape[:2])).astype(w.dtype)
+
+
+def winograd_unfilter(u: np.ndarray, m: int) -> np.ndarray:
+    """The [O, C, 3, 3] weight whose transform is u: G has full column rank, so its pseudo-inverse undoes it."""
+    _, g, _ = winograd_matrices(m)
+    a = m + 2
+    gi = np.linalg.pinv(g)
+    return np.einsum("ki,ijoc,lj->ockl", gi, u.astype(np.float64).reshape(a, a, *u.shape[1:]), gi)
+
+
+def conv_weight_shape(w_shape, attrs):
+    """The [O, C/group, kh, kw] shape a conv2d's weight operand stands for (the winograd form is transformed)."""
+    if attrs.get("algo") != "winograd" or w_shape is None:
+        return w_shape
+    m = attrs.get("winograd_m")
+    if m not in _WINOGRAD or len(w_shape) != 3 or w_shape[0] != (m + 2) ** 2:
+        raise IrcError(f"a winograd conv2d needs winograd_m in {sorted(_WINOGRAD)} and a transformed weight "
+                       f"[(m+2)^2, O, C], got m={m} and {list(w_shape)}")
+    return (w_shape[1], w_shape[2], 3, 3)
+
+
 # -- convolution -------------------------------------------------------------------------------------------
 _CONV_ATTR_LENGTHS = {"strides": 2, "dilations": 2, "pads": 4, "output_padding": 2}
 
 
 def _conv_operands(ctx, what):
     """Shapes of input and weight (both 4-D, same dtype) after checking attributes and bias; IrcError else."""
-    x, w = ctx.shape(0), ctx.shape(1)
+    x, w = ctx.shape(0), conv_weight_shape(ctx.shape(1), ctx.attrs)
     if x is None or w is None or len(x) != 4 or len(w) != 4:
         raise IrcError(f"{what} needs 4-D input and weight, got {ctx.type(0)} and {ctx.type(1)}")
     if ctx.dtype(1) != ctx.dtype(0):
@@ -73,11 +181,12 @@ def _infer_conv(ctx):
     _check_bias(ctx, "conv2d", w[0])
     pads = resolve_auto_pad(ctx["auto_pad"], x[2:], w[2:], ctx["strides"], ctx["dilations"], ctx["pads"])
     if pads is None:
-        return [TensorType(ctx.dtype(0), (x[0], w[0], None, None))]
-    hw = [conv_out_dim(x[2 + i], w[2 + i], ctx["strides"][i], ctx["dilations"][i], pads[i], pads[i + 2])
-          for i in range(2)]
+        hw = [None, None]
+    else:
+        hw = [conv_out_dim(x[2 + i], w[2 + i], ctx["strides"][i], ctx["dilations"][i], pads[i], pads[i + 2])
+              for i in range(2)]
     _check_out_dims("conv2d", hw)
-    return [TensorType(ctx.dtype(0), (x[0], w[0], *hw))]
+    return _check_epilogue(ctx, 3, TensorType(ctx.dtype(0), (x[0], w[0], *hw)), "conv2d")
 
 
 def _windows(xp, kh, kw, sh, sw, dh, dw, oh, ow):
@@ -89,9 +198,18 @@ def _windows(xp, kh, kw, sh, sw, dh, dw, oh, ow):
 
 
 @define("conv2d", onnx="Conv", kind="opaque", infer=_infer_conv,
-        attrs={"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "auto_pad": "NOTSET"})
-def conv2d(x, w, b=None, *, strides, pads, dilations, group, auto_pad):
-    """2-D convolution (cross-correlation) of NCHW input with OIHW weight, in groups."""
+        attrs={"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], "group": 1, "auto_pad": "NOTSET",
+               "winograd_m": None, **FUSED_ATTRS})
+def conv2d(x, w, b=None, *extras, winograd_m, **attrs):
+    """2-D convolution (cross-correlation) of NCHW input with OIHW weight, in groups, then the epilogue.
+    With algo="winograd" the weight operand is the transformed filter, which is mapped back exactly."""
+    if attrs.get("algo") == "winograd":
+        w = winograd_unfilter(w, winograd_m)
+    y = _conv2d(x, w, b, **{k: attrs[k] for k in ("strides", "pads", "dilations", "group", "auto_pad")})
+    return apply_epilogue(y, extras, attrs)
+
+
+def _conv2d(x, w, b, *, strides, pads, dilations, group, auto_pad):
     pads = resolve_auto_pad(auto_pad, x.shape[2:], w.shape[2:], strides, dilations, pads)
     xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     kh, kw = w.shape[2:]
@@ -204,7 +322,7 @@ def _infer_matmul(ctx):
     batch = broadcast_shapes(a2[:-2], b2[:-2])
     rows = (a2[-2],) if len(a) > 1 else ()
     cols = (b2[-1],) if len(b) > 1 else ()
-    return [TensorType(ctx.dtype(0), batch + rows + cols)]
+    return _check_epilogue(ctx, 2, TensorType(ctx.dtype(0), batch + rows + cols), "matmul")
 
 
 def _accumulate_dtype(dtype):
@@ -212,12 +330,13 @@ def _accumulate_dtype(dtype):
     return np.float32 if dtype == np.float16 else dtype
 
 
-@define("matmul", onnx="MatMul", kind="opaque", infer=_infer_matmul)
-def matmul(a, b):
+@define("matmul", onnx="MatMul", kind="opaque", infer=_infer_matmul, attrs=dict(FUSED_ATTRS))
+def matmul(a, b, *extras, **attrs):
     """numpy matmul: 1-D operands are promoted to a row/column and the added axis dropped; batch axes
-    (all but the last two) broadcast."""
+    (all but the last two) broadcast. Then the epilogue."""
     acc = _accumulate_dtype(a.dtype)
-    return np.matmul(a.astype(acc, copy=False), b.astype(acc, copy=False)).astype(a.dtype)
+    y = np.matmul(a.astype(acc, copy=False), b.astype(acc, copy=False)).astype(a.dtype)
+    return apply_epilogue(y, extras, attrs)
 
 
 def _gemm_dims(a_shape, b_shape, trans_a, trans_b):
@@ -245,16 +364,17 @@ def _infer_gemm(ctx):
                        f"transB={ctx['transB']}): inner dims {ka} and {kb} differ")
     if c is not None and (len(c) > 2 or not _broadcasts_to(c, (m, n))):
         raise IrcError(f"gemm C {ctx.type(2)} does not broadcast to [{m}, {n}]")
-    return [TensorType(ctx.dtype(0), (m, n))]
+    return _check_epilogue(ctx, 3, TensorType(ctx.dtype(0), (m, n)), "gemm")
 
 
 @define("gemm", onnx="Gemm", kind="opaque", infer=_infer_gemm,
-        attrs={"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0})
-def gemm(a, b, c=None, *, alpha, beta, transA, transB):
-    """alpha * A' B' + beta * C with A' = A or A^T (transA), B' likewise, C broadcast to the result."""
+        attrs={"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0, **FUSED_ATTRS})
+def gemm(a, b, c=None, *extras, alpha, beta, transA, transB, **attrs):
+    """alpha * A' B' + beta * C with A' = A or A^T (transA), B' likewise, C broadcast to the result; then
+    the epilogue."""
     a = a.T if transA else a
     b = b.T if transB else b
     y = alpha * (a.astype(np.float64) @ b.astype(np.float64))
     if c is not None:
         y = y + beta * c
-    return y.astype(a.dtype)
+    return apply_epilogue(y.astype(a.dtype), extras, attrs)

@@ -1,12 +1,19 @@
 """Passes over the IR: each a named ``Graph -> Graph`` function, run by the pass manager.
 
-ORDER is the one pipeline; each -O level runs the passes registered at or below it (-O0 runs none, -O1 the
-cleanups below). ``simplify`` runs before folding (fewer nodes to look at) and after it (folded shapes
+ORDER is the one pipeline; each -O level runs the passes registered at or below it (-O0 runs none).
+-O1 runs the cleanups: ``simplify`` before folding (fewer nodes to look at) and after it (folded shapes
 turn reshapes into no-ops); ``cse`` then merges what folding made equal and ``dce`` drops the rest.
+-O2 adds the rewrites measured to pay: ``fold-batchnorm`` (before anything reads the weights),
+``fuse`` (written-out patterns into their ops, epilogues into conv/gemm/matmul), ``fuse-elementwise``
+(chains of elementwise ops into one node), then the conv algorithm choices ``depthwise`` and ``winograd``
+(the latter replaces the weight by its transform, so it runs after folding); each removes the weights it
+replaced.
 """
-from . import cse, dce, fold_constants, infer_shapes, simplify  # noqa: F401  (registration)
+from . import (cse, dce, depthwise, fold_batchnorm, fold_constants, fuse, infer_shapes,  # noqa: F401
+               simplify, winograd)
 from .manager import ORDER, PASSES, PassManager, pipeline, register_pass
 
-ORDER.extend(["simplify", "fold-constants", "simplify", "cse", "dce"])
+ORDER.extend(["simplify", "fold-constants", "simplify", "cse", "dce",
+              "fold-batchnorm", "fuse", "fuse-elementwise", "depthwise", "winograd"])
 
 __all__ = ["ORDER", "PASSES", "PassManager", "pipeline", "register_pass"]

@@ -72,6 +72,7 @@ class PassManager:
     time_passes: bool = False
     out: TextIO = field(default_factory=lambda: sys.stderr)
     timings: List[tuple] = field(default_factory=list)
+    on_pass: Optional[Callable[[str, int, int], None]] = None   # (name, index, count) before each pass
 
     def __post_init__(self):
         check_names(self.passes, "pipeline")
@@ -89,7 +90,9 @@ class PassManager:
             except IrcError as e:
                 raise IrcError(f"the graph given to the pass pipeline is invalid: {e}") from e
         done: List[str] = []
-        for name in self.passes:
+        for i, name in enumerate(self.passes):
+            if self.on_pass is not None:
+                self.on_pass(name, i, len(self.passes))
             try:
                 t0 = time.perf_counter()
                 graph = PASSES[name].fn(graph)

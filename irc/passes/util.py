@@ -10,3 +10,11 @@ def forward(graph: Graph, old: Value, new: Value) -> bool:
             return False
     graph.replace_all_uses(old, new)
     return True
+
+
+def drop_unused_consts(graph: Graph, values) -> None:
+    """Remove the const nodes of ``values`` that nothing reads any more (weights a rewrite replaced)."""
+    unique = {id(v): v for v in values if v is not None}
+    for v in unique.values():
+        if v.is_const and not v.uses and not any(o is v for o in graph.outputs):
+            graph.remove_node(v.producer)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import mmap
 import os
 import struct
@@ -208,7 +209,9 @@ def _check_keys(obj, keys: dict, what: str, path: str, offset: int) -> None:
 
 def _check_type(obj, what: str, path: str, offset: int) -> TensorType:
     _check_keys(obj, {"name": str, "dtype": str}, what, path, offset)
-    shape = obj.get("shape")
+    if "shape" not in obj:
+        raise _fail(path, f"{what}: field 'shape' is missing", offset)
+    shape = obj["shape"]
     if shape is not None and (not isinstance(shape, list) or
                               not all(d is None or isinstance(d, str) or
                                       (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in shape)):
@@ -245,15 +248,14 @@ def _tensor_views(path: str, buf, manifest: dict, m_off: int, d_off: int, d_len:
         shape = t["shape"]
         if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             raise _fail(path, f"{what} ({t['name']!r}): bad shape {shape!r}", m_off)
-        off, nbytes = t["offset"], t["nbytes"]
-        if nbytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        off, nbytes, count = t["offset"], t["nbytes"], math.prod(shape)  # (Python ints: no overflow)
+        if nbytes != count * dtype.itemsize:
             raise _fail(path, f"{what} ({t['name']!r}): {nbytes} bytes do not hold {t['dtype']}{shape}", m_off)
         if off < end or off % ALIGN or off + nbytes > d_len:
             raise _fail(path, f"{what} ({t['name']!r}): bytes {off}..{off + nbytes} of the data are out of "
                         f"order, unaligned or past its end ({d_len} bytes)", d_off + off)
         end = off + nbytes
-        views.append(np.frombuffer(buf, dtype.newbyteorder("<"), count=int(np.prod(shape, dtype=np.int64)),
-                                   offset=d_off + off).reshape(shape))
+        views.append(np.frombuffer(buf, dtype.newbyteorder("<"), count=count, offset=d_off + off).reshape(shape))
     return views
 
 
@@ -273,6 +275,44 @@ def read_validated(path) -> Artifact:
     return Artifact(path, size, FORMAT_VERSION, manifest, tensors)
 
 
+def _attr_kind_ok(value, default) -> bool:
+    """Whether an attribute value read from a file has the kind of the op's default: an int where the
+    default is an int, a number where it is a float, a string, or a list whose items have the kind of the
+    default's. Where the default says nothing (required, None, an empty list) the value is an int, float
+    or string, or a list of ints and strings, nested or not: lists of floats only come with a float default.
+    """
+    if isinstance(default, list) and default:
+        return isinstance(value, list) and all(_attr_kind_ok(v, default[0]) for v in value)
+    if isinstance(default, list):
+        return isinstance(value, list) and all(_untyped_item_ok(v) for v in value)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return value is None or isinstance(value, (int, float, str)) or \
+        isinstance(value, list) and all(_untyped_item_ok(v) for v in value)
+
+
+def _untyped_item_ok(item) -> bool:
+    return isinstance(item, (int, str)) or isinstance(item, list) and all(_untyped_item_ok(v) for v in item)
+
+
+def _check_attrs(graph: Graph) -> None:
+    """Attribute kinds against the op table's defaults, and constants of storable dtypes only: the text
+    may say ``strides="x"`` or hold a string constant, which no compiled model does."""
+    from ..ops import OPS
+    for n in graph.nodes:
+        if n.op == "const":
+            if n.attrs["value"].dtype.kind == "O":
+                raise IrcError(f"node const {n.name!r}: constants of type {n.outputs[0].type} cannot be stored")
+            continue
+        for k, v in n.attrs.items():
+            if not _attr_kind_ok(v, OPS[n.op].attrs[k]):
+                raise IrcError(f"node {n.op} {n.name!r}: attribute {k!r} = {v!r} is not of the op's kind")
+
+
 def _graph(art: Artifact) -> Graph:
     """Parse the manifest's IR text with its tensor table; verify it and its agreement with the manifest."""
     def resolve(n: int) -> np.ndarray:
@@ -284,6 +324,7 @@ def _graph(art: Artifact) -> Graph:
     try:
         graph = parse_graph(m["graph"], resolve)
         verify(graph, require_values=True)
+        _check_attrs(graph)
     except IrcError as e:
         raise ArtifactError(f"{art.path}: the manifest's graph is invalid: {e}") from None
     except Exception as e:  # the text is untrusted: whatever it trips over is damage, not a crash

@@ -2,11 +2,23 @@
 
 ``IRC_CACHE_DIR`` overrides the place (default: ``$XDG_CACHE_HOME/irc`` or ``~/.cache/irc``). numba's
 own cache is pointed there (``NUMBA_CACHE_DIR``) before numba is first imported, unless the user set it.
+
+A damaged entry is rebuilt, never trusted. Generated kernel sources are compared with the text they
+should hold before import (``kernels/cpu/codegen.py``), and numba's index files validate their source
+by its stamp; but numba reads its index (``.nbi``) and data (``.nbc``) files with pickle and lets a
+truncated or garbled one raise. ``harden_numba_cache`` makes such a file a cache miss, and, inside
+irc's cache, records a SHA-256 beside every index and data file numba writes (``NAME.sha256``) and
+treats a file that no longer matches it as missing: numba then compiles again and rewrites the entry.
+Concurrent processes write every file atomically (numba's temporary-and-rename); a digest that races
+with another writer only costs a recompile.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import threading
+import uuid
 from pathlib import Path
 
 
@@ -60,3 +72,92 @@ class JitCompiles:
     def __exit__(self, *exc) -> None:
         from numba.core import event
         event.unregister("numba:compile", self._listener)
+
+
+_HARDEN_LOCK = threading.Lock()
+DIGEST_SUFFIX = ".sha256"
+
+
+def _digest_path(path: str) -> str:
+    return path + DIGEST_SUFFIX
+
+
+def _file_digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def _inside_cache(path: str) -> bool:
+    root = os.path.abspath(cache_dir())
+    return os.path.abspath(path).startswith(root + os.sep)
+
+
+def record_digest(path: str) -> None:
+    """Write the SHA-256 of the file at ``path`` beside it (atomically)."""
+    tmp = f"{_digest_path(path)}.tmp.{uuid.uuid4().hex[:16]}"
+    try:
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(_file_digest(path))
+        os.replace(tmp, _digest_path(path))
+    except OSError:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def digest_matches(path: str) -> bool:
+    """False when ``path`` has a recorded digest that its bytes no longer match (or cannot be read);
+    a file without one (written before digests were kept) is left to numba's own checks."""
+    try:
+        with open(_digest_path(path), encoding="ascii") as f:
+            recorded = f.read().strip()
+    except FileNotFoundError:
+        return True
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        return _file_digest(path) == recorded
+    except OSError:
+        return False
+
+
+def harden_numba_cache() -> None:
+    """Make a damaged numba cache entry a miss instead of an error (once per process; see the module doc)."""
+    from numba.core import caching
+    cls = caching.IndexDataCacheFile
+    with _HARDEN_LOCK:
+        if getattr(cls, "_irc_hardened", False):
+            return
+        load_index, save_index = cls._load_index, cls._save_index
+        load_data, save_data = cls._load_data, cls._save_data
+
+        def _load_index(self):
+            if _inside_cache(self._index_path) and not digest_matches(self._index_path):
+                return {}
+            try:
+                return load_index(self)
+            except Exception:  # a truncated or garbled index: an empty one, rewritten on the next save
+                return {}
+
+        def _save_index(self, overloads):
+            save_index(self, overloads)
+            if _inside_cache(self._index_path):
+                record_digest(self._index_path)
+
+        def _load_data(self, name):
+            path = self._data_path(name)
+            if _inside_cache(path) and not digest_matches(path):
+                raise OSError(f"damaged cache entry {path}")  # numba's load() treats it as missing
+            try:
+                return load_data(self, name)
+            except Exception as e:
+                raise OSError(f"damaged cache entry {path}: {e}") from None
+
+        def _save_data(self, name, data):
+            save_data(self, name, data)
+            path = self._data_path(name)
+            if _inside_cache(path):
+                record_digest(path)
+
+        cls._load_index, cls._save_index = _load_index, _save_index
+        cls._load_data, cls._save_data = _load_data, _save_data
+        cls._irc_hardened = True

@@ -9,7 +9,10 @@ import numpy as np
 
 from ..errors import InputError, IrcError
 from ..ir import Graph, TensorType
+from ..limits import check_tensor_size
 from ..passes import PassManager
+from . import threads
+from .cache import harden_numba_cache
 
 # passes that specialize a graph to concrete input shapes before lowering
 BIND_PASSES = ["infer-shapes", "fold-constants", "simplify", "dce"]
@@ -57,22 +60,42 @@ def check_feeds(graph: Graph, feeds: Mapping[str, np.ndarray]) -> List[np.ndarra
     return arrays
 
 
-class Executor:
-    """Runs a graph on the CPU; thread-safe (plans are immutable once built, each run has its own env)."""
+def check_sizes(graph: Graph) -> None:
+    """Refuse a plan whose results, at the bound shapes, include a tensor above the size limit."""
+    for n in graph.nodes:
+        for v in n.outputs:
+            if v.type.shape is not None:
+                check_tensor_size(v.type.shape, v.type.numpy_dtype.itemsize, f"node {n.op} {n.name!r}")
 
-    def __init__(self, graph: Graph):
+
+def _backend(target: str):
+    """The backend module (``lower``, ``execute``) of ``target``; CUDA checks for a device first."""
+    if target == "cuda":
+        from ..backend import cuda
+        cuda.require_device()
+        return cuda
+    from ..backend import cpu
+    return cpu
+
+
+class Executor:
+    """Runs a graph on the CPU (or, with target "cuda", the GPU); thread-safe (plans are immutable once
+    built, each run has its own env)."""
+
+    def __init__(self, graph: Graph, target: str = "cpu"):
         self.graph = graph
+        self.backend = _backend(target)
         self._plans: "OrderedDict[tuple, object]" = OrderedDict()
         self._lock = threading.Lock()
 
     def plan_for(self, arrays: List[np.ndarray]):
-        from ..backend import cpu
         sig = tuple((a.shape, a.dtype.str) for a in arrays)
         with self._lock:
             plan = self._plans.get(sig)
             if plan is not None:
                 self._plans.move_to_end(sig)
                 return plan
+        harden_numba_cache()  # before any kernel of the plan is loaded from the on-disk cache
         g = self.graph
         if not all(v.type.is_static and v.type.shape == a.shape for v, a in zip(g.inputs, arrays)):
             g = g.clone()
@@ -82,7 +105,8 @@ class Executor:
                 g = PassManager(BIND_PASSES).run(g)
             except IrcError as e:
                 raise InputError(f"cannot run with input shapes {[list(a.shape) for a in arrays]}: {e}") from None
-        plan = cpu.lower(g)
+        check_sizes(g)
+        plan = self.backend.lower(g)
         with self._lock:
             self._plans[sig] = plan
             while len(self._plans) > _PLAN_CACHE_SIZE:
@@ -90,7 +114,7 @@ class Executor:
         return plan
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> List[np.ndarray]:
-        from ..backend import cpu
         arrays = check_feeds(self.graph, feeds)
         plan = self.plan_for(arrays)
-        return cpu.execute(plan, arrays)
+        threads.apply()
+        return self.backend.execute(plan, arrays)

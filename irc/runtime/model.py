@@ -54,7 +54,7 @@ class CompiledModel:
         self.options = dict(options or {})
         self.artifact = None  # set by irc.load: the file's manifest and facts (irc.runtime.artifact.Artifact)
         _freeze_constants(graph)
-        self._executor = Executor(graph)
+        self._executor = Executor(graph, target)
 
     @property
     def input_names(self) -> List[str]:

@@ -9,8 +9,9 @@ source from whitelisted templates; this module turns that text into an imported 
   which numba needs to reload a cached kernel), and memoized in process;
 - model values reach the text only through ``literal``, which accepts numbers and nothing else.
 
-``broadcast_layout`` plans a broadcast loop: operands become 1-D buffers plus element strides over the
-output's shape, with dims merged wherever every operand is contiguous across them.
+The layout helpers plan a broadcast loop: each operand becomes a read-only 1-D buffer
+(``readonly_buffer``) walked with element strides over the output's shape (``broadcast_strides``: 0 on
+broadcast dims), and ``coalesce`` merges the dims that every operand walks contiguously.
 """
 from __future__ import annotations
 
@@ -38,10 +39,8 @@ CTOR = {"f32": "np.float32", "f64": "np.float64", "i8": "np.int8", "i16": "np.in
 
 
 def number(value, what: str = "attribute"):
-    """``value`` as a Python int or float; anything else (strings included) is an IrcError."""
-    if isinstance(value, (bool, np.bool_)):
-        return int(value)
-    if isinstance(value, (int, np.integer)):
+    """``value`` as a Python int (bools too) or float; anything else, strings included, is an IrcError."""
+    if isinstance(value, (bool, np.bool_, int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
         return float(value)

@@ -2,7 +2,7 @@
 
 conv2d picks its algorithm when lowered (``Kernel.algo``):
 - ``depthwise`` (one input channel per group) and ``grouped-direct`` (up to DIRECT_MAX_GROUP_CHANNELS per
-  group): the numba kernel ``direct``, parallel over (image, output channel), since im2col + GEMM per group
+  group): the numba kernel ``direct``, looping over (image, output channel), since im2col + GEMM per group
   would run one tiny GEMM per group;
 - ``gemm1x1``: 1x1 kernel, stride 1, no padding: each image already is the [C, H*W] matrix, so one BLAS
   GEMM per image and group;
@@ -14,18 +14,19 @@ Constant weights are packed once, at lowering. The bias is the accumulator's fir
 kernels and the GEMM epilogue (``gemm.scale_add``) otherwise. float16 is computed in float32; BLAS makes
 the float path float32/float64 only (see gemm.py).
 
-Threads: the numba loops that run between BLAS calls (im2col, col2im, the epilogue) are serial, so that
+Threads: the numba loops that run between BLAS calls (im2col, col2im, direct, the epilogue) are serial, so that
 BLAS's threads own the cores; a numba parallel region between two GEMMs would fight BLAS's still-spinning
 threads. Inner loops index from 0 (no negative-index fix-up), which lets LLVM vectorize them.
 """
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ...backend.registry import Kernel, lowers
-from ...ops.nn import conv_transpose_geometry, resolve_auto_pad
-from .gemm import add_scaled, compute_dtype, frozen
+from ...ops.nn import conv_transpose_geometry, conv_weight_shape, resolve_auto_pad
+from .gemm import add_scaled, compute_dtype, finished, frozen
+from .winograd import winograd_conv
 
 
 # grouped convs with at most this many input channels per group run ``direct``: their per-group GEMMs
@@ -112,10 +113,12 @@ def _phase_planes(src, dst, ph, pw):
                 dst_row[k] = src_row[k]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def direct(x, w, b, y, sh, sw, dh, dw, ph, pw):
     """y [N, O, OH, OW] = b + the grouped convolution of x [N, C, H, W] with w [O, C/g, kh, kw], computed
-    directly (no GEMM), parallel over (image, output channel): for groups of few channels, depthwise above all.
+    directly (no GEMM), per (image, output channel): for groups of few channels, depthwise above all. Serial
+    like the other numba loops here: in MobileNetV2 every depthwise conv sits between two 1x1 GEMMs, and a
+    parallel version measured 2-10x slower there (median over runs) as its threads fought BLAS's.
 
     Every input channel is first zero-padded and split by stride phase (``_phase_planes``) into planes with
     rows ``wq`` wide, so that tap (i, j) of output (yy, p) is element q + (i*dh // sh)*wq + (j*dw // sw) of
@@ -130,9 +133,9 @@ def direct(x, w, b, y, sh, sw, dh, dw, ph, pw):
     length = (oh - 1) * wq + ow
     hq = max(-(-(ph + h) // sh), (length - 1 + ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw) // wq + 1)
     planes = np.empty((n_img, c_in, sh, sw, hq, wq), x.dtype)
-    for t in prange(n_img * c_in):
+    for t in range(n_img * c_in):
         _phase_planes(x[t // c_in, t % c_in], planes[t // c_in, t % c_in], ph, pw)
-    for t in prange(n_img * o_all):
+    for t in range(n_img * o_all):
         n, o = t // o_all, t % o_all
         acc = np.empty(length, y.dtype)
         acc[:] = b[o]
@@ -260,22 +263,29 @@ def _with_result_dtype(node, run):
     return lambda *args: run(*args).astype(dt, copy=False)
 
 
-@lowers("conv2d", family="conv")
-def lower_conv2d(node):
-    """conv2d: depthwise / grouped-direct, gemm1x1 or im2col (see the module docstring)."""
-    x, w, a = node.inputs[0].type.shape, node.inputs[1].type.shape, node.attrs
-    pads = resolve_auto_pad(a["auto_pad"], x[2:], w[2:], a["strides"], a["dilations"], a["pads"])
-    g = _geometry(node, w[2:], pads[:2])
-    dtype = compute_dtype(node)
-    if g.group > 1 and g.cg <= DIRECT_MAX_GROUP_CHANNELS:
+def _conv2d_run(node, g: Geometry, pads, dtype):
+    """(algorithm, run(x, w, b)) for a conv2d: the node's ``algo`` (winograd, depthwise) when it names one,
+    else by its geometry (see the module docstring)."""
+    if node.attrs.get("algo") == "winograd":
+        return "winograd", winograd_conv(g, node.attrs["winograd_m"], dtype)
+    if node.attrs.get("algo") == "depthwise" or (g.group > 1 and g.cg <= DIRECT_MAX_GROUP_CHANNELS):
         run = _conv_direct(g, _packed(node, lambda w: w, dtype), dtype)
-        return Kernel(_with_result_dtype(node, run), algo="depthwise" if g.cg == 1 else "grouped-direct")
+        return ("depthwise" if g.cg == 1 else "grouped-direct"), run
     weight = _packed(node, lambda w: w.reshape(g.group, g.og, g.cg * g.kh * g.kw), dtype)
     if (g.kh, g.kw, g.sh, g.sw) == (1, 1, 1, 1) and not any(pads):
-        run = _conv_gemm(g, weight, dtype, lambda xg, _: xg.reshape(g.cg, g.h * g.w))
-        return Kernel(_with_result_dtype(node, run), algo="gemm1x1")
-    run = _conv_gemm(g, weight, dtype, lambda xg, col: _im2col(g, xg, col))
-    return Kernel(_with_result_dtype(node, run), algo="im2col")
+        return "gemm1x1", _conv_gemm(g, weight, dtype, lambda xg, _: xg.reshape(g.cg, g.h * g.w))
+    return "im2col", _conv_gemm(g, weight, dtype, lambda xg, col: _im2col(g, xg, col))
+
+
+@lowers("conv2d", family="conv")
+def lower_conv2d(node):
+    """conv2d: winograd, depthwise / grouped-direct, gemm1x1 or im2col, then the fused epilogue."""
+    x, a = node.inputs[0].type.shape, node.attrs
+    w = conv_weight_shape(node.inputs[1].type.shape, a)
+    pads = resolve_auto_pad(a["auto_pad"], x[2:], w[2:], a["strides"], a["dilations"], a["pads"])
+    g = _geometry(node, w[2:], pads[:2])
+    algo, run = _conv2d_run(node, g, pads, compute_dtype(node))
+    return Kernel(finished(node, run, 3), algo=algo)
 
 
 @lowers("conv_transpose2d", family="conv")

@@ -12,8 +12,8 @@ Generated code:
   allowed values, so nothing from a model reaches the text but numbers;
 - values are computed in their dtype as onnxruntime does (float16 in float32, rounded back at the end),
   wrapping every statement in its dtype's constructor so numba's integer promotion never leaks;
-- float32 exp, tanh, erf (and sigmoid, silu, gelu through them) are spelled out as polynomials so the
-  loops vectorize; numba would call libm once per element;
+- float32 exp, log, tanh, erf (and sigmoid, silu, softplus, mish, gelu through them) are spelled out as
+  polynomials so the loops vectorize; numba would call libm once per element;
 - two loop forms: ``flat`` (every operand contiguous over the whole output, or a broadcast scalar) and
   ``nd`` (operands broadcast to the output with 0 strides, dims that are contiguous for every operand
   coalesced, typically leaving rank 2 or 3: one nested loop per dim carrying offsets, the innermost a
@@ -31,7 +31,7 @@ import numba
 import numpy as np
 
 from ...backend.registry import Kernel, lowers
-from ...errors import IrcError
+from ...errors import IrcError, UnsupportedError
 from ...ir.types import TensorType, to_numpy_dtype
 from ...ops import registry as op_registry
 from .codegen import (CTOR, broadcast_strides, coalesce, element_strides, literal, load_module, number,
@@ -93,6 +93,7 @@ class Site:
 
 
 # --- templates: op -> fn(Site) -> expression text -----------------------------------------------------
+# Conditions combine with | and & (no short-circuit jumps) so the loops stay branch-free and vectorize.
 
 def _call(fn: str):
     return lambda s: f"{fn}({s.a})"
@@ -104,23 +105,25 @@ def _infix(op: str):
 
 def _maximum(s: Site, a: str, b: str) -> str:
     """numpy's maximum: NaN wins."""
-    return s.tmp(f"{a} if {a} > {b} or {a} != {a} else {b}")
+    return s.tmp(f"{a} if ({a} > {b}) | ({a} != {a}) else {b}")
 
 
 def _minimum(s: Site, a: str, b: str) -> str:
-    return s.tmp(f"{a} if {a} < {b} or {a} != {a} else {b}")
+    return s.tmp(f"{a} if ({a} < {b}) | ({a} != {a}) else {b}")
 
 
-# --- float32 exp, tanh and erf the loop vectorizer can widen ------------------------------------------
+# --- float32 exp, log, tanh and erf the loop vectorizer can widen -------------------------------------
 # numba calls libm one element at a time for these; spelled out of arithmetic, floor, selects and bit
-# casts they vectorize. Range reduction and polynomials are Cephes' (expf, tanhf, erff); erf beyond 1 is
-# Abramowitz-Stegun 7.1.26 (absolute error below 1.5e-7). float64 keeps libm.
+# casts they vectorize. Range reductions and polynomials are Cephes' (expf, logf, tanhf, erff); erf
+# beyond 1 is Abramowitz-Stegun 7.1.26 (absolute error below 1.5e-7). float64 keeps libm.
 
 _EXP_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
 _TANH_P = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1)
 _ERF_P = (7.853861353153693e-5, -8.010193625184903e-4, 5.188327685732524e-3, -2.685381193529856e-2,
           1.128358514861418e-1, -3.761262582423300e-1, 1.128379165726710)
 _ERFC_AS = (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592, 0.0)
+_LOG_P = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+          -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)
 
 
 def _poly(s: Site, x: str, coeffs: Sequence[float]) -> str:
@@ -177,14 +180,44 @@ def _erf(s: Site, x: str) -> str:
     return f"{small} if {ax} < {k(1)} else ({big} if {x} > {k(0)} else -{big})"
 
 
+def _log(s: Site, x: str) -> str:
+    """log x = e*ln2 + log m with x = m * 2**e, m in [sqrt(1/2), sqrt(2)); subnormals prescaled by
+    2**23; -inf at 0, NaN below, inf kept."""
+    if s.ct != "f32":
+        return f"math.log({x})"
+    k = s.k
+    sub = s.tmp(f"{x} < {k(1.17549435e-38)}", "bool")
+    xs = s.tmp(f"{x} * {k(8388608.0)} if {sub} else {x}", "f32")
+    bits = s.tmp(f"{xs}.view(np.int32)", "i32")
+    m0 = s.tmp(f"np.int32(({bits} & np.int32(-2139095041)) | np.int32(1056964608)).view(np.float32)", "f32")
+    low = s.tmp(f"{m0} < {k(0.70710678118654752)}", "bool")
+    e = s.tmp(f"np.float32(({bits} >> np.int32(23)) - np.int32(126)) - ({k(23)} if {sub} else {k(0)}) - "
+              f"({k(1)} if {low} else {k(0)})", "f32")
+    f = s.tmp(f"({m0} + {m0} if {low} else {m0}) - {k(1)}", "f32")
+    z = s.tmp(f"{f} * {f}", "f32")
+    y = s.tmp(f"({_poly(s, f, _LOG_P)}) * {f} * {z} + {e} * {k(-2.12194440e-4)} - {k(0.5)} * {z}", "f32")
+    r = s.tmp(f"{f} + {y} + {e} * {k(0.693359375)}", "f32")
+    return s.tmp(f"{x} if ({x} != {x}) | ({x} == {k(np.inf)}) else ({r} if {x} > {k(0)} else "
+                 f"(-{k(np.inf)} if {x} == {k(0)} else {k(np.nan)}))", "f32")
+
+
+def _log1p(s: Site, y: str) -> str:
+    """log(1 + y) for y >= 0: log u (u = 1 + y rounded) corrected by (y - (u - 1)) / u."""
+    if s.ct != "f32":
+        return f"math.log1p({y})"
+    u = s.tmp(f"{s.k(1)} + {y}")
+    return f"{_log(s, u)} + ({y} - ({u} - {s.k(1)})) / {u}"
+
+
 def _sigmoid(s: Site) -> str:
     return f"{s.k(1)} / ({s.k(1)} + {_exp(s, s.tmp(f'-{s.a}'))})"
 
 
 def _softplus(s: Site) -> str:
-    """log(1 + e**x) without overflow for large x."""
+    """log(1 + e**x) = max(x, 0) + log(1 + e**-|x|), which cannot overflow."""
     a = s.a
-    return f"{a} + math.log1p(math.exp(-{a})) if {a} > {s.k(0)} else math.log1p(math.exp({a}))"
+    tail = _log1p(s, _exp(s, s.tmp(f"-abs({a})")))
+    return f"({a} if {a} > {s.k(0)} else {s.k(0)}) + {s.tmp(tail)}"
 
 
 def _sign(s: Site) -> str:
@@ -193,14 +226,14 @@ def _sign(s: Site) -> str:
 
 
 def _relu(s: Site) -> str:
-    return f"{s.a} if {s.a} > {s.k(0)} or {s.a} != {s.a} else {s.k(0)}"
+    return f"{s.a} if ({s.a} > {s.k(0)}) | ({s.a} != {s.a}) else {s.k(0)}"
 
 
 def _isinf(s: Site) -> str:
     pos, neg = s.num("detect_positive"), s.num("detect_negative")
     inf = s.k(np.inf)
-    tests = ([f"{s.a} == {inf}"] if pos else []) + ([f"{s.a} == -{inf}"] if neg else [])
-    return " or ".join(tests) or "False"
+    tests = ([f"({s.a} == {inf})"] if pos else []) + ([f"({s.a} == -{inf})"] if neg else [])
+    return " | ".join(tests) or "False"
 
 
 def _gelu(s: Site) -> str:
@@ -219,7 +252,7 @@ def _trunc_div(s: Site) -> str:
     """Integer division truncating toward zero (numba's // floors)."""
     a, b, z = s.a, s.b, s.k(0)
     q = s.tmp(f"{a} // {b}")
-    return f"{q} + {s.k(1)} if ({a} % {b} != {z}) and (({a} < {z}) != ({b} < {z})) else {q}"
+    return f"{q} + {s.k(1)} if ({a} % {b} != {z}) & (({a} < {z}) != ({b} < {z})) else {q}"
 
 
 def _div(s: Site) -> str:
@@ -233,7 +266,7 @@ def _mod(s: Site) -> str:
     if not s.num("fmod"):
         return f"{a} % {b}"
     r = s.tmp(f"{a} % {b}")     # sign of the divisor; C's remainder takes the dividend's
-    return f"{r} - {b} if ({r} != {z}) and (({a} < {z}) != ({b} < {z})) else {r}"
+    return f"{r} - {b} if ({r} != {z}) & (({a} < {z}) != ({b} < {z})) else {r}"
 
 
 def _pow(s: Site) -> str:
@@ -290,7 +323,7 @@ TEMPLATES: Dict[str, Callable[[Site], str]] = {
     "sign": _sign,
     "relu": _relu,
     "exp": lambda s: _exp(s, s.a),
-    "log": _call("math.log"),
+    "log": lambda s: _log(s, s.a),
     "sqrt": _call("math.sqrt"),
     "reciprocal": lambda s: f"{s.k(1)} / {s.a}",
     "sigmoid": _sigmoid,
@@ -412,6 +445,9 @@ class _Emitter:
     def leaf(self, i: int) -> Tuple[str, str]:
         if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(self.in_dtypes):
             raise IrcError(f"expression operand {i!r} is not one of the {len(self.in_dtypes)} kernel operands")
+        if compute_dtype(self.in_dtypes[i]) not in CTOR:
+            raise UnsupportedError(f"elementwise kernels take numbers and bools, not {self.in_dtypes[i]} "
+                                   f"(operand {i})")
         self.used.add(i)
         return f"x{i}", self.in_dtypes[i]
 
@@ -450,16 +486,18 @@ from numba import njit, prange
 '''
 
 
-def _decorator(parallel: bool) -> str:
-    return f"@njit(cache=True, error_model=\"numpy\"{', parallel=True' if parallel else ''})"
+def _head(parallel: bool, params: str, n: int) -> List[str]:
+    """Decorator and signature: ``serial``/``parallel`` (out, params..., a0, ..., a<n-1>)."""
+    return [f"@njit(cache=True, error_model=\"numpy\"{', parallel=True' if parallel else ''})",
+            f"def {'parallel' if parallel else 'serial'}(out{params}{''.join(f', a{i}' for i in range(n))}):"]
 
 
 def _flat_source(body: List[str], root: str, pattern: str, parallel: bool) -> str:
+    """One loop over the output; contiguous operands read at the same index, broadcast ones once."""
     n = len(pattern)
     loads = [f"x{i} = a{i}[i]" for i in range(n) if pattern[i] == "c"]
     hoisted = [f"x{i} = a{i}[0]" for i in range(n) if pattern[i] == "b"]
-    lines = [_decorator(parallel),
-             f"def {'parallel' if parallel else 'serial'}(out{''.join(f', a{i}' for i in range(n))}):",
+    lines = [*_head(parallel, "", n),
              *(f"    {h}" for h in hoisted),
              f"    for i in {'prange' if parallel else 'range'}(out.shape[0]):",
              *(f"        {s}" for s in loads + body),
@@ -495,9 +533,7 @@ def _nd_source(body: List[str], root: str, pattern: str, parallel: bool, rank: i
                 for i in live if pattern[i] in "cs"),
               *(f"{ind}    {st}" for st in body),
               f"{ind}    out[{at('q', last)}j] = {root}"]
-    head = [_decorator(parallel),
-            f"def {'parallel' if parallel else 'serial'}(out, shape, strides{''.join(f', a{i}' for i in range(n))}):"]
-    return "\n".join(head + lines) + "\n"
+    return "\n".join(_head(parallel, ", shape, strides", n) + lines) + "\n"
 
 
 @dataclass
@@ -532,7 +568,7 @@ class ElementwiseKernel:
         self._out_np = to_numpy_dtype(self.out_dtype)
         self._buf_np = to_numpy_dtype(compute_dtype(self.out_dtype))
         self._plans: Dict[tuple, _Plan] = {}
-        self._modules: Dict[Tuple[str, str], object] = {}
+        self._modules: Dict[Tuple[str, str, int], object] = {}
 
     def source(self, kind: str, pattern: str, rank: int = 1) -> str:
         """The module text of one loop form (its serial and parallel functions)."""

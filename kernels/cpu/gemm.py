@@ -3,12 +3,18 @@
 BLAS is reached through numpy's ``np.dot`` called from the lowering's Python closure rather than from inside
 numba: numba's ``np.dot`` needs SciPy, which irc does not depend on, and one BLAS call costs the same from
 either side. BLAS (and so this path) covers float32 and float64; float16 is computed in float32.
+
+A node's fused epilogue (attribute ``epilogue``, see irc/ops/nn.py) runs as one generated elementwise
+kernel over the result (``finished``): its expression tree chains the activations and the adds of the
+extra operands, so the result is read and written once however many ops were fused.
 """
 import numpy as np
 from numba import njit
 
 from ...backend.registry import Kernel, lowers
 from ...errors import UnsupportedError
+from ...ops.nn import epilogue_steps
+from .elementwise import Expr, elementwise_kernel
 
 
 def compute_dtype(node) -> np.dtype:
@@ -57,6 +63,57 @@ def add_scaled(y, alpha, beta, c):
     scale_add(y3, scalar(alpha), scalar(beta), frozen(c.reshape((1,) * (3 - c.ndim) + c.shape), y.dtype))
 
 
+def epilogue_tree(node, first_extra):
+    """(tree, bounds): node's epilogue as one expression over its result (operand 0), its extra operands
+    node.inputs[first_extra:] (1, 2, ...) and clip's bounds (the arrays ``bounds``, operands after the
+    extras); None when the node has no epilogue. The CPU and CUDA kernels both run it."""
+    steps = epilogue_steps(node.attrs)
+    if not steps:
+        return None
+    n_extra = max(0, len(node.inputs) - first_extra)  # (a node without its optional operands has none)
+    tree, adds, bounds = 0, 0, []
+
+    def bound(name):
+        if node.attrs.get(name) is None:
+            return None
+        bounds.append(np.asarray(node.attrs[name], node.outputs[0].type.numpy_dtype))
+        return n_extra + len(bounds)
+    for op, params in steps:
+        if op == "add":
+            adds += 1
+            tree = Expr.make("add", tree, adds)
+        elif op == "clip":
+            tree = Expr.make("clip", tree, bound("clip_min"), bound("clip_max"))
+        else:
+            tree = Expr.make(op, tree, **params)
+    return tree, bounds
+
+
+def epilogue_kernel(node, first_extra):
+    """``fn(y, extras) -> y`` applying node's epilogue to its result y (of the result dtype), the extra
+    operands being node.inputs[first_extra:]; None when the node has no epilogue. Clip's bounds enter the
+    elementwise kernel as scalar operands after the extras."""
+    found = epilogue_tree(node, first_extra)
+    if found is None:
+        return None
+    tree, bounds = found
+    n_operands = 1 + max(0, len(node.inputs) - first_extra) + len(bounds)
+    kernel = elementwise_kernel(tree, [node.outputs[0].type.dtype] * n_operands)
+    return lambda y, extras: kernel(y, *extras, *bounds)
+
+
+def finished(node, run, first_extra):
+    """The kernel of ``node``: ``run`` on its own operands (those before ``first_extra``), the result in
+    the IR's dtype, then the epilogue on the extra operands."""
+    dt = node.outputs[0].type.numpy_dtype
+    epilogue = epilogue_kernel(node, first_extra)
+
+    def fn(*args):
+        y = run(*args[:first_extra]).astype(dt, copy=False)
+        return y if epilogue is None else epilogue(y, args[first_extra:])
+    return fn
+
+
 def _as_matrix_operands(a, b):
     """1-D operands as a [1, K] row and a [K, 1] column (numpy matmul's promotion)."""
     return (a[None, :] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)
@@ -89,7 +146,7 @@ def lower_matmul(node):
         return Kernel(lambda a, b: np.matmul(a, b), algo="numpy")
     cd = compute_dtype(node)
     single = node.inputs[1].type.rank <= 2
-    return Kernel(lambda a, b: matmul_blas(a, b, cd).reshape(shape).astype(dt, copy=False),
+    return Kernel(finished(node, lambda a, b: matmul_blas(a, b, cd).reshape(shape), 2),
                   algo="gemm" if single else "batched-gemm")
 
 
@@ -97,7 +154,7 @@ def lower_matmul(node):
 def lower_gemm(node):
     """Y = alpha A' B' + beta C: one BLAS GEMM (the transposes are BLAS flags, not copies), then the epilogue."""
     at = node.attrs
-    dt, cd = node.outputs[0].type.numpy_dtype, compute_dtype(node)
+    cd = compute_dtype(node)
     alpha, beta, trans_a, trans_b = at["alpha"], at["beta"], at["transA"], at["transB"]
 
     def run(a, b, c=None):
@@ -107,5 +164,5 @@ def lower_gemm(node):
             add_scaled(y, alpha, beta, c)
         elif alpha != 1:
             y *= cd.type(alpha)
-        return y.astype(dt, copy=False)
-    return Kernel(run, algo="gemm")
+        return y
+    return Kernel(finished(node, run, 3), algo="gemm")

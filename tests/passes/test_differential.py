@@ -51,8 +51,8 @@ def test_pipeline_keeps_the_outputs_of_an_exported_model(level):
     after = PassManager(pipeline(level), verify_each=True).run(import_onnx(exporter_model()))
     verify(after)
     counts = after.op_counts()
-    assert counts == {"shape": 1, "gather": 1, "unsqueeze": 1, "concat": 1, "reshape": 1, "matmul": 1,
-                      "relu": 1, "add": 1}, counts
+    relu = {"relu": 1} if level == 1 else {}         # -O2 fuses it into the matmul
+    assert counts == {"reshape": 1, "matmul": 1, **relu, "add": 1}, counts   # the reshape's target is constant
     assert str(after.outputs[0].type) == "f32[batch, 4]"
     for batch in (1, 3):
         feeds = random_feeds(before, batch, {"batch": batch})
@@ -61,7 +61,8 @@ def test_pipeline_keeps_the_outputs_of_an_exported_model(level):
 
 @pytest.mark.parametrize("name", ["gpt", "bert", "mlp"])
 def test_pipeline_keeps_the_outputs_of_zoo_models_and_every_dim(name, zoo):
-    """Exported transformers compute their shapes at run time; after the pipeline no dim is unknown."""
+    """Exported transformers compute their shapes at run time; after the pipeline no dim is unknown.
+    The outputs agree up to rounding: fusion computes GELU and attention as single ops."""
     before = import_onnx(zoo.path(name))
     after = PassManager(pipeline(2), verify_each=True).run(import_onnx(zoo.path(name)))
     unknown = [f"{n.op} {n.name!r}: {v.type}" for n in after.nodes for v in n.outputs
@@ -69,7 +70,9 @@ def test_pipeline_keeps_the_outputs_of_zoo_models_and_every_dim(name, zoo):
     assert not unknown, unknown
     for batch in (1, 2):
         feeds = zoo.inputs(name, batch, seed=batch)
-        assert_same(interpret(before, feeds), interpret(after, feeds))
+        for a, b in zip(interpret(before, feeds), interpret(after, feeds)):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_pipeline_folds_the_constant_of_shape_weights_of_a_light_model():
