@@ -8,12 +8,13 @@ import sys
 import numba
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 
 import irc
 from irc.cli import main
 from irc.debug.bench import max_error
 from irc.runtime import threads
+from tests.util import graph_model, model_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -21,19 +22,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_model():
     """y = relu(x @ w) with a symbolic batch: one BLAS call and one numba kernel."""
     w = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])
     nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
              helper.make_node("Relu", ["h"], ["y"], name="relu")]
-    g = helper.make_graph(nodes, "tiny", [x], [y], [numpy_helper.from_array(w, "w")])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return graph_model("tiny", nodes, {"x": ["batch", 4]}, {"y": ["batch", 3]}, {"w": w})
 
 
 @pytest.fixture(scope="module")
 def onnx_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bench") / "tiny.onnx"
-    path.write_bytes(tiny_model().SerializeToString())
-    return str(path)
+    return model_file(tmp_path_factory, "bench", tiny_model())
 
 
 @pytest.fixture

@@ -5,30 +5,25 @@ import sys
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import irc
 from irc.cli import main
-from tests.util import assert_close
+from tests.util import assert_close, graph_model, irc_cli, model_file
 
 W = np.array([[0.5, -1.0, 2.0]], np.float32)
 
 
 def tiny_model():
     """y = x + w (symbolic batch); s = Shape(x)."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
     nodes = [helper.make_node("Add", ["x", "w"], ["y"], name="add"),
              helper.make_node("Shape", ["x"], ["s"], name="shape")]
-    outs = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in ("y", "s")]
-    g = helper.make_graph(nodes, "tiny", [x], outs, [numpy_helper.from_array(W, "w")])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return graph_model("tiny", nodes, {"x": ["batch", 3]}, {"y": None, "s": None}, {"w": W})
 
 
 @pytest.fixture(scope="module")
 def onnx_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cli") / "tiny.onnx"
-    path.write_bytes(tiny_model().SerializeToString())
-    return str(path)
+    return model_file(tmp_path_factory, "cli", tiny_model())
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +31,6 @@ def bin_path(onnx_path):
     path = onnx_path.replace(".onnx", ".bin")
     assert main(["compile", onnx_path, "-o", path]) == 0
     return path
-
-
-def irc_cli(capsys, *argv):
-    """(exit status, stdout, stderr) of ``irc argv``; usage errors exit through SystemExit."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 X = np.arange(6, dtype=np.float32).reshape(2, 3)

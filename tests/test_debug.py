@@ -23,7 +23,7 @@ from irc.frontend.onnx import MAX_OPSET
 from irc.ir import Builder, Graph, TensorType, parse_graph
 from irc.ops.interpret import interpret
 from irc.passes import ORDER, PASSES, register_pass
-from tests.util import assert_close, run_ort
+from tests.util import assert_close, graph_model, irc_cli, model_file, run_ort
 
 W = np.array([0.5, -1.0, 2.0], np.float32)
 B = np.array([0.25, 0.0, -0.5], np.float32)
@@ -31,31 +31,15 @@ B = np.array([0.25, 0.0, -0.5], np.float32)
 
 def chain_model():
     """y = relu(x * w + b), with every intermediate named (x: [batch, 3])."""
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])
     nodes = [helper.make_node("Mul", ["x", "w"], ["scaled"], name="mul"),
              helper.make_node("Add", ["scaled", "b"], ["shifted"], name="add"),
              helper.make_node("Relu", ["shifted"], ["y"], name="relu")]
-    g = helper.make_graph(nodes, "chain", [x], [y],
-                          [numpy_helper.from_array(W, "w"), numpy_helper.from_array(B, "b")])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return graph_model("chain", nodes, {"x": ["batch", 3]}, {"y": ["batch", 3]}, {"w": W, "b": B})
 
 
 @pytest.fixture(scope="module")
 def chain_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("debug") / "chain.onnx"
-    path.write_bytes(chain_model().SerializeToString())
-    return str(path)
-
-
-def irc_cli(capsys, *argv):
-    """(exit status, stdout, stderr) of ``irc argv``."""
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
+    return model_file(tmp_path_factory, "debug", chain_model())
 
 
 # -- broken passes, registered for one test -------------------------------------------------------------

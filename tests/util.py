@@ -8,6 +8,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import irc
+from irc.cli import main
 from irc.frontend import import_onnx
 from irc.ops.interpret import interpret
 
@@ -34,6 +35,36 @@ def node_model(op_type: str, inputs: Dict[str, np.ndarray], attrs: Optional[dict
     inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
     graph = helper.make_graph([node], "test", g_inputs, g_outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def graph_model(name: str, nodes: Sequence[onnx.NodeProto], inputs: Dict[str, list],
+                outputs: Dict[str, Optional[list]], consts: Dict[str, np.ndarray], opset: int = 17
+                ) -> onnx.ModelProto:
+    """A model of ``nodes``: float32 graph ``inputs`` and ``outputs`` by name -> shape (an output shape of
+    None leaves its type to shape inference), ``consts`` as initializers."""
+    g_inputs = [helper.make_tensor_value_info(k, TensorProto.FLOAT, s) for k, s in inputs.items()]
+    g_outputs = [helper.make_tensor_value_info(k, TensorProto.UNDEFINED, None) if s is None
+                 else helper.make_tensor_value_info(k, TensorProto.FLOAT, s) for k, s in outputs.items()]
+    inits = [numpy_helper.from_array(v, k) for k, v in consts.items()]
+    graph = helper.make_graph(list(nodes), name, g_inputs, g_outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def model_file(tmp_path_factory, folder: str, model: onnx.ModelProto) -> str:
+    """``model`` saved as ``<graph name>.onnx`` in a fresh temporary folder named after ``folder``; its path."""
+    path = tmp_path_factory.mktemp(folder) / f"{model.graph.name}.onnx"
+    path.write_bytes(model.SerializeToString())
+    return str(path)
+
+
+def irc_cli(capsys, *argv):
+    """(exit status, stdout, stderr) of ``irc argv``; usage errors exit through SystemExit."""
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:
+        rc = e.code
+    out, err = capsys.readouterr()
+    return rc, out, err
 
 
 def run_ort(model: onnx.ModelProto, feeds: Dict[str, np.ndarray]):

@@ -12,7 +12,7 @@ from typing import List, Sequence
 import numpy as np
 
 from ..errors import IrcError, UnsupportedError
-from ..ir import Graph, Node, TensorType
+from ..ir import Graph, Node
 from .registry import lowering
 
 

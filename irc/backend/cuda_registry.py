@@ -8,26 +8,20 @@ results are copied back up (``Kernel.algo == "host"``).
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from .registry import KernelTable
 
-from .registry import Lowering
 
-CUDA_LOWERINGS: Dict[str, Lowering] = {}
+def _load_cuda_kernels() -> None:
+    from ..kernels import cuda  # noqa: F401  (registers the kernels)
+
+
+CUDA = KernelTable("CUDA", _load_cuda_kernels)
+CUDA_LOWERINGS = CUDA.lowerings
 
 
 def lowers(*ops: str, family: str):
     """Register the decorated ``fn(node) -> Kernel`` as the CUDA lowering of ``ops``."""
-    def deco(fn):
-        for op in ops:
-            if op in CUDA_LOWERINGS:
-                raise ValueError(f"op {op} lowered twice for CUDA")
-            CUDA_LOWERINGS[op] = Lowering(op, fn, family, True)
-        return fn
-    return deco
+    return CUDA.lowers(*ops, family=family, numba=True)
 
 
-def device_lowering(op: str) -> Optional[Lowering]:
-    """The CUDA kernel of ``op``, or None (registering the kernels on first use)."""
-    if not CUDA_LOWERINGS:
-        from ..kernels import cuda  # noqa: F401  (registers the kernels)
-    return CUDA_LOWERINGS.get(op)
+device_lowering = CUDA.lowering

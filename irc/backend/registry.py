@@ -32,21 +32,37 @@ class Lowering:
     numba: bool
 
 
-CPU_LOWERINGS: Dict[str, Lowering] = {}
+class KernelTable:
+    """One target's kernel table: ``op -> Lowering``, filled on first look-up by ``load()`` (which imports
+    the target's kernel modules, registering their lowerings)."""
+
+    def __init__(self, target: str, load: Callable[[], None]):
+        self.target = target
+        self.load = load
+        self.lowerings: Dict[str, Lowering] = {}
+
+    def lowers(self, *ops: str, family: str, numba: bool = True):
+        """Register the decorated ``fn(node) -> Kernel`` as this target's lowering of ``ops``."""
+        def deco(fn):
+            for op in ops:
+                if op in self.lowerings:
+                    raise ValueError(f"op {op} lowered twice for {self.target}")
+                self.lowerings[op] = Lowering(op, fn, family, numba)
+            return fn
+        return deco
+
+    def lowering(self, op: str) -> Optional[Lowering]:
+        """The kernel of ``op`` on this target, or None (registering the kernels on first use)."""
+        if not self.lowerings:
+            self.load()
+        return self.lowerings.get(op)
 
 
-def lowers(*ops: str, family: str, numba: bool = True):
-    """Register the decorated ``fn(node) -> Kernel`` as the CPU lowering of ``ops``."""
-    def deco(fn):
-        for op in ops:
-            if op in CPU_LOWERINGS:
-                raise ValueError(f"op {op} lowered twice")
-            CPU_LOWERINGS[op] = Lowering(op, fn, family, numba)
-        return fn
-    return deco
+def _load_cpu_kernels() -> None:
+    from ..kernels import cpu  # noqa: F401  (registers the kernels)
 
 
-def lowering(op: str) -> Optional[Lowering]:
-    if not CPU_LOWERINGS:
-        from ..kernels import cpu  # noqa: F401  (registers the kernels)
-    return CPU_LOWERINGS.get(op)
+CPU = KernelTable("CPU", _load_cpu_kernels)
+CPU_LOWERINGS = CPU.lowerings
+lowers = CPU.lowers
+lowering = CPU.lowering

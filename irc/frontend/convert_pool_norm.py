@@ -15,26 +15,14 @@
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 
-from .. import ops
 from ..errors import UnsupportedError
 from ..ir import Value
 from ..ops.tensor import norm_axis
 from .onnx import Converter, converter
-
-
-def _emit(cv: Converter, node, op: str, operands: Sequence[Optional[Value]], attrs: dict) -> List[Value]:
-    """Add IR op ``op``; attributes it does not know are an UnsupportedError naming the node."""
-    unknown = [k for k in attrs if k not in ops.get(op).attrs]
-    if unknown:
-        raise UnsupportedError(f"{cv.where(node)}: attributes {unknown} are not supported")
-    operands = list(operands)
-    while operands and operands[-1] is None:
-        operands.pop()
-    return cv.builder(node).node(op, operands, attrs).outputs
 
 
 def _no_extra_outputs(cv: Converter, node, what: str) -> None:
@@ -50,7 +38,7 @@ def _pool(op: str):
             raise UnsupportedError(f"{cv.where(node)}: only 1-D and 2-D pooling is supported (input {x.type})")
         attrs = cv.attrs(node)
         attrs.pop("storage_order", None)
-        return _emit(cv, node, op, [x], attrs)
+        return cv.emit(node, op, [x], attrs)
     convert.__doc__ = f"{op}: 1-D or 2-D, one output."
     return convert
 
@@ -67,7 +55,7 @@ def batch_normalization(cv: Converter, node):
     _no_extra_outputs(cv, node, "the training outputs of BatchNormalization")
     attrs.pop("momentum", None)
     attrs.pop("spatial", None)
-    return _emit(cv, node, "batchnorm", cv.inputs(node), attrs)
+    return cv.emit(node, "batchnorm", cv.inputs(node), attrs)
 
 
 @converter("GroupNormalization")
@@ -84,7 +72,7 @@ def group_normalization(cv: Converter, node):
         per_group = [cv.const_input(node, i, what) for i, what in ((1, "scale"), (2, "bias"))]
         b = cv.builder(node)
         scale, bias = (b.const(np.repeat(p, c // g)) for p in per_group)
-    return _emit(cv, node, "group_norm", [x, scale, bias], attrs)
+    return cv.emit(node, "group_norm", [x, scale, bias], attrs)
 
 
 def _softmax(op: str):
@@ -92,14 +80,14 @@ def _softmax(op: str):
         attrs = cv.attrs(node)
         x = cv.inputs(node)[0]
         if cv.opset >= 13:
-            return _emit(cv, node, op, [x], attrs)
+            return cv.emit(node, op, [x], attrs)
         axis, shape = attrs.pop("axis", 1), x.type.shape
         if shape is not None:
             a = norm_axis(axis, len(shape), f"{node.op_type} axis")
             if all(d == 1 for d in shape[a + 1:]):
-                return _emit(cv, node, op, [x], {**attrs, "axis": a})
+                return cv.emit(node, op, [x], {**attrs, "axis": a})
         b = cv.builder(node)
-        y = _emit(cv, node, op, [b.op("flatten", x, axis=axis)], {**attrs, "axis": -1})[0]
+        y = cv.emit(node, op, [b.op("flatten", x, axis=axis)], {**attrs, "axis": -1})[0]
         target = b.const(np.array(shape, np.int64)) if x.type.is_static else b.op("shape", x)
         return [b.op("reshape", y, target, allowzero=1)]
     convert.__doc__ = f"{op}: opset-13 form (one axis, default -1); older forms flatten at axis."
@@ -127,7 +115,7 @@ def _resize_opset10(cv: Converter, node, x: Value, scales: Value, mode: str) -> 
     if mode == "nearest":
         value = scales.const_value
         attrs["nearest_mode"] = _opset10_nearest_mode(cv, node, None if value is None else value.reshape(-1))
-    return _emit(cv, node, "resize", [x, scales], attrs)
+    return cv.emit(node, "resize", [x, scales], attrs)
 
 
 @converter("Resize")
@@ -145,7 +133,7 @@ def resize(cv: Converter, node):
     x, scales, sizes = ins[0], ins[2], ins[3]
     if scales is not None and scales.type.shape == (0,):
         scales = None
-    return _emit(cv, node, "resize", [x, scales, sizes], attrs)
+    return cv.emit(node, "resize", [x, scales, sizes], attrs)
 
 
 @converter("Upsample")

@@ -7,7 +7,7 @@ the converters here turn those attributes into constant operands.
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 
@@ -20,28 +20,16 @@ from .onnx import Converter, converter, onnx_dtype
 I64 = np.int64
 
 
-def _emit(cv: Converter, node, op: str, operands: Sequence[Optional[Value]], attrs: dict) -> List[Value]:
-    """Add IR op ``op``; attributes the op does not know are an UnsupportedError naming the node."""
-    from .. import ops
-    unknown = [k for k in attrs if k not in ops.get(op).attrs]
-    if unknown:
-        raise UnsupportedError(f"{cv.where(node)}: attributes {unknown} are not supported")
-    operands = list(operands)
-    while operands and operands[-1] is None:
-        operands.pop()
-    return cv.builder(node).node(op, operands, attrs).outputs
-
-
 def _attrs_to_operands(cv: Converter, node, op: str, names: Sequence[str]) -> List[Value]:
     """The ONNX operands, then each attribute of ``names`` the node sets as a constant operand (the old
     opsets' form); attributes left over are copied."""
     attrs = cv.attrs(node)
     present = [n for n in names if n in attrs]
     if not present:
-        return _emit(cv, node, op, cv.inputs(node), attrs)
+        return cv.emit(node, op, cv.inputs(node), attrs)
     b = cv.builder(node)
     extra = [b.const(np.asarray(attrs.pop(n), dtype=I64)) if n in present else None for n in names]
-    return _emit(cv, node, op, cv.inputs(node) + extra, attrs)
+    return cv.emit(node, op, cv.inputs(node) + extra, attrs)
 
 
 @converter("Squeeze")
@@ -75,7 +63,7 @@ def split(cv: Converter, node):
     if "split" in attrs:
         ins = ins + [cv.builder(node).const(np.asarray(attrs.pop("split"), dtype=I64))]
     attrs["num_outputs"] = n
-    return _emit(cv, node, "split", ins, attrs)
+    return cv.emit(node, "split", ins, attrs)
 
 
 @converter("Pad")
@@ -83,12 +71,12 @@ def pad(cv: Converter, node):
     """Pad before opset 11: pads and value are attributes; the value takes the operand's dtype."""
     attrs = cv.attrs(node)
     if "pads" not in attrs:
-        return _emit(cv, node, "pad", cv.inputs(node), attrs)
+        return cv.emit(node, "pad", cv.inputs(node), attrs)
     x = cv.inputs(node)[0]
     b = cv.builder(node)
     pads = b.const(np.asarray(attrs.pop("pads"), dtype=I64))
     value = b.const(np.asarray(attrs.pop("value", 0.0), dtype=x.type.numpy_dtype))
-    return _emit(cv, node, "pad", [x, pads, value], attrs)
+    return cv.emit(node, "pad", [x, pads, value], attrs)
 
 
 @converter("ConstantOfShape")
@@ -100,7 +88,7 @@ def constant_of_shape(cv: Converter, node):
         raise UnsupportedError(f"{cv.where(node)}: value must hold one element, got shape {list(t.shape)}")
     v = t.reshape(-1)[0]
     value = float(v) if t.dtype.kind == "f" else int(v)
-    return _emit(cv, node, "constant_of_shape", cv.inputs(node),
+    return cv.emit(node, "constant_of_shape", cv.inputs(node),
                  {**attrs, "value": value, "dtype": from_numpy_dtype(t.dtype)})
 
 
@@ -110,7 +98,7 @@ def eye_like(cv: Converter, node):
     attrs = cv.attrs(node)
     x = cv.inputs(node)[0]
     attrs["dtype"] = onnx_dtype(attrs["dtype"], cv.where(node)) if "dtype" in attrs else x.type.dtype
-    return _emit(cv, node, "eye_like", [x], attrs)
+    return cv.emit(node, "eye_like", [x], attrs)
 
 
 def _reduction(op: str):

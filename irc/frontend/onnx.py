@@ -179,6 +179,20 @@ class Converter:
             out.pop()
         return out
 
+    def check_attrs(self, node: onnx.NodeProto, op: str, attrs: dict) -> None:
+        """Attributes IR op ``op`` does not know are an UnsupportedError naming ``node``."""
+        unknown = [k for k in attrs if k not in _ops.get(op).attrs]
+        if unknown:
+            raise UnsupportedError(f"{self.where(node)}: attributes {unknown} are not supported")
+
+    def emit(self, node: onnx.NodeProto, op: str, operands, attrs: dict) -> List[Value]:
+        """Add IR op ``op`` for ``node`` (trailing omitted operands dropped; attributes checked)."""
+        self.check_attrs(node, op, attrs)
+        operands = list(operands)
+        while operands and operands[-1] is None:
+            operands.pop()
+        return self.builder(node).node(op, operands, attrs).outputs
+
     def attrs(self, node: onnx.NodeProto) -> dict:
         return {a.name: attribute_value(a, self.where(node)) for a in node.attribute}
 
@@ -195,12 +209,10 @@ class Converter:
 
 def generic(cv: Converter, node: onnx.NodeProto) -> List[Value]:
     """One ONNX op onto the op of the table that names it, attributes copied."""
-    opdef = _ops.BY_ONNX[node.op_type]
+    op = _ops.BY_ONNX[node.op_type].name
     attrs = cv.attrs(node)
-    unknown = [k for k in attrs if k not in opdef.attrs]
-    if unknown:
-        raise UnsupportedError(f"{cv.where(node)}: attributes {unknown} are not supported")
-    return cv.builder(node).node(opdef.name, cv.inputs(node), attrs).outputs
+    cv.check_attrs(node, op, attrs)
+    return cv.builder(node).node(op, cv.inputs(node), attrs).outputs
 
 
 def is_supported(node: onnx.NodeProto) -> bool:

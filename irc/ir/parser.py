@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import numpy as np
 

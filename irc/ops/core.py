@@ -1,6 +1,4 @@
 """Constants and identity."""
-import numpy as np
-
 from ..errors import IrcError
 from .registry import REQUIRED, define, same_as
 

@@ -54,6 +54,17 @@ def pool_out_dim(size, k: int, s: int, d: int, pb: int, pe: int, ceil_mode: int)
     return out
 
 
+def height_one_attrs(attrs: dict) -> dict:
+    """A 1-D pool's attributes as those of the same pool of a height-1 image."""
+    out = dict(attrs, kernel_shape=[1] + list(attrs["kernel_shape"]))
+    for key in ("strides", "dilations"):
+        if attrs[key]:
+            out[key] = [1] + list(attrs[key])
+    if attrs["pads"]:
+        out["pads"] = [0, attrs["pads"][0], 0, attrs["pads"][1]]
+    return out
+
+
 def pool_geometry(spatial: Sequence, attrs: dict) -> PoolGeometry:
     """Resolve defaults and auto_pad of a pool's attributes for input spatial dims ``spatial``."""
     n = len(spatial)

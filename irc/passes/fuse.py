@@ -1,6 +1,7 @@
 """fuse: run elementwise work inside the node that produces its operand, saving a pass over memory and a
 node per fused op. Each kind of fusion is a module of its own, run here in turn:
-- ``fuse_patterns``: subgraphs exporters write out op by op (GELU) become the one op they spell;
+- ``fuse_patterns``: subgraphs exporters write out op by op (GELU, LayerNorm, attention) become the
+  one op they spell;
 - ``fuse_epilogue``: bias/residual adds and activations after conv2d, gemm and matmul;
 - ``fuse_elementwise``: the remaining chains of elementwise ops become one fused_elementwise node (the
   pass ``fuse-elementwise``, after this one, so that each can be disabled and tested alone).

@@ -15,18 +15,12 @@ it gained.
 from typing import List, Optional, Tuple
 
 from ..ir import Graph, Node, Value
+from .util import only_reader
 
 PRODUCERS = {"conv2d": 3, "gemm": 3, "matmul": 2}       # op -> index of its first epilogue operand
 _PLAIN = ("relu", "sigmoid", "tanh", "hard_swish")
 _PARAMETRIZED = ("clip", "leaky_relu", "gelu")
 _FLOATS = ("f16", "f32", "f64")
-
-
-def _only_reader(graph: Graph, v: Value) -> Optional[Node]:
-    """The node reading ``v``, when it is read once and is no graph output."""
-    if len(v.uses) != 1 or any(o is v for o in graph.outputs):
-        return None
-    return v.uses[0][0]
 
 
 def _keeps_shape(shape, result) -> bool:
@@ -67,7 +61,7 @@ def _silu(graph: Graph, v: Value) -> Optional[Tuple[Node, Node]]:
         return None
     sig = next((n for n in readers if n.op == "sigmoid"), None)
     mul = next((n for n in readers if n.op == "mul"), None)
-    if sig is None or mul is None or _only_reader(graph, sig.outputs[0]) is not mul:
+    if sig is None or mul is None or only_reader(graph, sig.outputs[0]) is not mul:
         return None
     if {id(x) for x in mul.inputs} != {id(v), id(sig.outputs[0])} or mul.outputs[0].type != v.type:
         return None
@@ -81,7 +75,7 @@ def _step(graph: Graph, p: Node) -> Optional[Tuple[str, dict, List[Value], List[
     pair = _silu(graph, v)
     if pair is not None:
         return "silu", {}, [], list(pair)
-    u = _only_reader(graph, v)
+    u = only_reader(graph, v)
     if u is None or u.outputs[0].type != v.type:
         return None
     if u.op == "add" and len(u.inputs) == 2:

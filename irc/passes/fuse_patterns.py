@@ -32,6 +32,7 @@ from typing import Callable, List, Optional, Tuple, Union
 import numpy as np
 
 from ..ir import Graph, Node, TensorType, Value
+from .util import only_reader
 
 _FLOATS = ("f16", "f32", "f64")
 
@@ -61,18 +62,11 @@ def _is(v: Value, want: float) -> bool:
     return c is not None and math.isclose(c, want, rel_tol=1e-6, abs_tol=0.0)
 
 
-def _only_reader(graph: Graph, v: Value) -> Optional[Node]:
-    """The node reading ``v`` when it is read by one node, once, and is no graph output."""
-    if len(v.uses) != 1 or any(o is v for o in graph.outputs):
-        return None
-    return v.uses[0][0]
-
-
 def _factors(graph: Graph, v: Value, top: bool = True) -> Tuple[List[Value], List[Node]]:
     """The factors of the product ``v`` (muls, and pow(y, 3) as three ``y``, whose results are read
     only by the product) and the nodes computing it."""
     p = v.producer
-    inner = top or _only_reader(graph, v) is not None
+    inner = top or only_reader(graph, v) is not None
     if p is not None and inner and p.op == "mul" and len(p.inputs) == 2:
         (a, na), (b, nb) = (_factors(graph, x, False) for x in p.inputs)
         return a + b, na + nb + [p]
@@ -95,20 +89,20 @@ def _same_values(got: List[Value], want: List[object]) -> bool:
 def _product_of(graph: Graph, start: Value, want: List[object]) -> Optional[Tuple[Node, List[Node]]]:
     """(root, nodes) of the product of ``want`` (values and constants) built from ``start`` up through
     muls read once each, when there is one."""
-    node = _only_reader(graph, start)
+    node = only_reader(graph, start)
     while node is not None and node.op == "mul":
         leaves, nodes = _factors(graph, node.outputs[0])
         if _same_values(leaves, want):
             return node, nodes
         if len(leaves) >= len(want):
             return None
-        node = _only_reader(graph, node.outputs[0])
+        node = only_reader(graph, node.outputs[0])
     return None
 
 
 def _one_plus(graph: Graph, v: Value) -> Optional[Node]:
     """The ``add(v, 1)`` (either order) that is ``v``'s only reader."""
-    a = _only_reader(graph, v)
+    a = only_reader(graph, v)
     if a is None or a.op != "add" or len(a.inputs) != 2:
         return None
     other = a.inputs[1] if a.inputs[0] is v else a.inputs[0]
@@ -119,7 +113,7 @@ def _erf_argument(graph: Graph, erf: Node) -> Optional[Tuple[Value, List[Node]]]
     """(x, node) when erf reads x / sqrt(2) or x * (1 / sqrt(2)) (either order), computed for it alone."""
     t = erf.inputs[0]
     p = t.producer
-    if p is None or _only_reader(graph, t) is not erf or len(p.inputs) != 2:
+    if p is None or only_reader(graph, t) is not erf or len(p.inputs) != 2:
         return None
     a, b = p.inputs
     if p.op == "div" and _is(b, _SQRT2):
@@ -132,7 +126,7 @@ def _erf_argument(graph: Graph, erf: Node) -> Optional[Tuple[Value, List[Node]]]
 def _tanh_argument(graph: Graph, tanh: Node) -> Optional[Tuple[Value, List[Node]]]:
     """(x, nodes) when tanh reads sqrt(2/pi) * (x + 0.044715 * x^3), computed for it alone."""
     u = tanh.inputs[0]
-    if u.producer is None or _only_reader(graph, u) is not tanh:
+    if u.producer is None or only_reader(graph, u) is not tanh:
         return None
     leaves, outer = _factors(graph, u)
     sums = [s for s in leaves if s.producer is not None and s.producer.op == "add"]
@@ -140,10 +134,10 @@ def _tanh_argument(graph: Graph, tanh: Node) -> Optional[Tuple[Value, List[Node]
         return None
     s = sums[0]
     add = s.producer
-    if _only_reader(graph, s) is None or len(add.inputs) != 2:
+    if only_reader(graph, s) is None or len(add.inputs) != 2:
         return None
     for x, cube in (add.inputs, add.inputs[::-1]):
-        if cube.producer is None or _only_reader(graph, cube) is None:
+        if cube.producer is None or only_reader(graph, cube) is None:
             continue
         leaves, inner = _factors(graph, cube)
         if _same_values(leaves, [x, x, x, 0.044715]):
@@ -168,7 +162,7 @@ def _gelu_match(graph: Graph, node: Node) -> Optional[Match]:
 
 def _scaled(graph: Graph, scores: Value) -> Tuple[Value, float, List[Node]]:
     """(value, scale, nodes) past an optional ``/ c`` or ``* c`` of the scores (read only there)."""
-    n = _only_reader(graph, scores)
+    n = only_reader(graph, scores)
     if n is None or n.op not in ("div", "mul") or len(n.inputs) != 2:
         return scores, 1.0, []
     a, b = n.inputs
@@ -180,7 +174,7 @@ def _scaled(graph: Graph, scores: Value) -> Tuple[Value, float, List[Node]]:
 
 def _masked(graph: Graph, v: Value) -> Tuple[Value, Optional[Value], List[Node]]:
     """(value, mask, nodes) past an optional ``+ mask`` of the same dtype that keeps v's shape."""
-    n = _only_reader(graph, v)
+    n = only_reader(graph, v)
     if n is None or n.op != "add" or len(n.inputs) != 2 or n.outputs[0].type != v.type:
         return v, None, []
     mask = n.inputs[1] if n.inputs[0] is v else n.inputs[0]
@@ -206,10 +200,10 @@ def _attention_match(graph: Graph, mm: Node) -> Optional[Match]:
         return None
     x, scale, scaled = _scaled(graph, mm.outputs[0])
     x, mask, masked = _masked(graph, x)
-    sm = _only_reader(graph, x)
+    sm = only_reader(graph, x)
     if sm is None or sm.op != "softmax" or sm.attrs["axis"] not in (-1, len(x.type.shape or ()) - 1):
         return None
-    out = _only_reader(graph, sm.outputs[0])
+    out = only_reader(graph, sm.outputs[0])
     if out is None or out.op != "matmul" or len(out.inputs) != 2 or out.inputs[0] is not sm.outputs[0] \
             or out.attrs.get("epilogue"):
         return None
@@ -242,7 +236,7 @@ def _square_of(d: Value) -> Optional[Node]:
 def _affine(graph: Graph, v: Value, op: str, param_rank: int):
     """(result, operand, node) of an optional ``op(v, p)`` (either order) read alone by v's reader that
     keeps v's type and whose p spans at most the normalized axes; (v, None, []) when absent."""
-    n = _only_reader(graph, v)
+    n = only_reader(graph, v)
     if n is None or n.op != op or len(n.inputs) != 2 or n.outputs[0].type != v.type:
         return v, None, []
     p = n.inputs[1] if n.inputs[0] is v else n.inputs[0]
@@ -256,7 +250,7 @@ def _layernorm_match(graph: Graph, mean: Node) -> Optional[Match]:
     x = mean.inputs[0]
     rank = x.type.rank
     axis = None if rank is None or x.type.dtype not in _FLOATS else _tail_axes(mean, rank)
-    sub = None if axis is None else _only_reader(graph, mean.outputs[0])
+    sub = None if axis is None else only_reader(graph, mean.outputs[0])
     if sub is None or sub.op != "sub" or sub.inputs[0] is not x or sub.inputs[1] is not mean.outputs[0]:
         return None
     d = sub.outputs[0]
@@ -264,15 +258,15 @@ def _layernorm_match(graph: Graph, mean: Node) -> Optional[Match]:
     div = next((n for n in d.users() if n.op == "div" and n.inputs[0] is d), None)
     if sq is None or div is None or len(d.users()) != 2 or any(o is d for o in graph.outputs):
         return None
-    var = _only_reader(graph, sq.outputs[0])
+    var = only_reader(graph, sq.outputs[0])
     if var is None or var.op != "reduce_mean" or var.inputs[0] is not sq.outputs[0] or _tail_axes(var, rank) != axis:
         return None
-    add = _only_reader(graph, var.outputs[0])
+    add = only_reader(graph, var.outputs[0])
     eps = None if add is None or add.op != "add" else [i for i in add.inputs if i is not var.outputs[0]]
     if not eps or len(eps) != 1 or _scalar(eps[0]) is None:
         return None
-    sqrt = _only_reader(graph, add.outputs[0])
-    if sqrt is None or sqrt.op != "sqrt" or _only_reader(graph, sqrt.outputs[0]) is not div \
+    sqrt = only_reader(graph, add.outputs[0])
+    if sqrt is None or sqrt.op != "sqrt" or only_reader(graph, sqrt.outputs[0]) is not div \
             or div.inputs[1] is not sqrt.outputs[0] or div.outputs[0].type != x.type:
         return None
     y, gamma, scaled = _affine(graph, div.outputs[0], "mul", rank - axis)

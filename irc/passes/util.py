@@ -18,3 +18,10 @@ def drop_unused_consts(graph: Graph, values) -> None:
     for v in unique.values():
         if v.is_const and not v.uses and not any(o is v for o in graph.outputs):
             graph.remove_node(v.producer)
+
+
+def only_reader(graph: Graph, v: Value):
+    """The node reading ``v`` when one node reads it, once, and it is no graph output; else None."""
+    if len(v.uses) != 1 or any(o is v for o in graph.outputs):
+        return None
+    return v.uses[0][0]

@@ -646,22 +646,33 @@ class ElementwiseKernel:
         return out if self._buf_np == self._out_np else out.astype(self._out_np)
 
 
-_KERNELS: Dict[tuple, ElementwiseKernel] = {}
+def memoized(make: Callable) -> Callable:
+    """``make(tree, in_dtypes)`` memoized per process: one kernel per expression and operand dtypes."""
+    cache: Dict[tuple, object] = {}
+
+    def get(tree: Expr, in_dtypes: Sequence[str]):
+        key = (tree, tuple(in_dtypes))
+        k = cache.get(key)
+        if k is None:
+            k = cache[key] = make(tree, in_dtypes)
+        return k
+    return get
 
 
-def elementwise_kernel(tree: Expr, in_dtypes: Sequence[str]) -> ElementwiseKernel:
-    """The kernel computing ``tree`` over operands of IR dtypes ``in_dtypes`` (memoized per process)."""
-    key = (tree, tuple(in_dtypes))
-    k = _KERNELS.get(key)
-    if k is None:
-        k = _KERNELS[key] = ElementwiseKernel(tree, in_dtypes)
-    return k
+# The kernel computing ``tree`` over operands of IR dtypes ``in_dtypes``.
+elementwise_kernel = memoized(ElementwiseKernel)
+
+
+def lower_with(node, make: Callable) -> Kernel:
+    """An elementwise ``node`` as its one-node tree through ``make(tree, in_dtypes)``, whose kernel
+    must compute the node's result dtype; omitted operands are skipped."""
+    k = make(Expr.of_node(node), [v.type.dtype for v in node.inputs if v is not None])
+    if k.out_dtype != node.outputs[0].type.dtype:
+        raise IrcError(f"kernel computes {k.out_dtype}, the node's result is {node.outputs[0].type}")
+    return Kernel(lambda *arrays: k(*(a for a in arrays if a is not None)))
 
 
 @lowers(*TEMPLATES, family="elementwise")
 def lower_elementwise(node):
     """Every elementwise op: its one-node tree through the generated kernels."""
-    k = elementwise_kernel(Expr.of_node(node), [v.type.dtype for v in node.inputs if v is not None])
-    if k.out_dtype != node.outputs[0].type.dtype:
-        raise IrcError(f"kernel computes {k.out_dtype}, the node's result is {node.outputs[0].type}")
-    return Kernel(lambda *arrays: k(*(a for a in arrays if a is not None)))
+    return lower_with(node, elementwise_kernel)

@@ -13,7 +13,7 @@ from numba import njit, prange
 
 from ...backend.registry import Kernel, lowers
 from ...errors import IrcError
-from ...ops.pool import pool_geometry
+from ...ops.pool import height_one_attrs, pool_geometry
 
 
 def float_operand(x: np.ndarray) -> np.ndarray:
@@ -116,17 +116,6 @@ def _pool2d(x, y, geom, is_max, count_include_pad):
                     y[r, oh, ow] = acc[ow] / max(hn * wcount[ow], 1)
 
 
-def _height_one(attrs: dict) -> dict:
-    """A 1-D pool's attributes as those of the same pool of a height-1 image."""
-    out = dict(attrs, kernel_shape=[1] + list(attrs["kernel_shape"]))
-    for key in ("strides", "dilations"):
-        if attrs[key]:
-            out[key] = [1] + list(attrs[key])
-    if attrs["pads"]:
-        out["pads"] = [0, attrs["pads"][0], 0, attrs["pads"][1]]
-    return out
-
-
 @lowers("maxpool", "avgpool", family="pool")
 def lower_pool(node):
     """Window pooling of a rank-4 (2-D) operand, or of a rank-3 (1-D) one as a height-1 image."""
@@ -135,7 +124,7 @@ def lower_pool(node):
         raise IrcError(f"{node.op} supports 1-D and 2-D pooling of static shapes, got input {t}")
     n, c, *spatial = t.shape
     if t.rank == 3:
-        spatial, attrs = [1] + spatial, _height_one(node.attrs)
+        spatial, attrs = [1] + spatial, height_one_attrs(node.attrs)
     else:
         attrs = node.attrs
     g = pool_geometry(spatial, attrs)

@@ -18,11 +18,10 @@ from typing import Dict, Sequence
 import numpy as np
 
 from ...backend.cuda_registry import lowers
-from ...backend.registry import Kernel
 from ...errors import IrcError, UnsupportedError
 from ...ir.types import to_numpy_dtype
 from ..cpu.codegen import broadcast_strides, coalesce, load_module
-from ..cpu.elementwise import TEMPLATES, Expr, _Emitter
+from ..cpu.elementwise import TEMPLATES, Expr, _Emitter, lower_with, memoized
 from ..cpu.gemm import epilogue_tree
 from .device import contiguous_strides, empty, flat, launch, upload
 
@@ -95,24 +94,14 @@ class DeviceElementwise:
         return out
 
 
-_KERNELS: Dict[tuple, DeviceElementwise] = {}
-
-
-def device_elementwise(tree: Expr, in_dtypes: Sequence[str]) -> DeviceElementwise:
-    """The device kernel computing ``tree`` over operands of IR dtypes ``in_dtypes`` (memoized)."""
-    key = (tree, tuple(in_dtypes))
-    if key not in _KERNELS:
-        _KERNELS[key] = DeviceElementwise(tree, in_dtypes)
-    return _KERNELS[key]
+# The device kernel computing ``tree`` over operands of IR dtypes ``in_dtypes``.
+device_elementwise = memoized(DeviceElementwise)
 
 
 @lowers(*TEMPLATES, family="elementwise")
 def lower_elementwise(node):
     """Every elementwise op: its one-node tree through a generated device kernel."""
-    k = device_elementwise(Expr.of_node(node), [v.type.dtype for v in node.inputs if v is not None])
-    if k.out_dtype != node.outputs[0].type.dtype:
-        raise IrcError(f"kernel computes {k.out_dtype}, the node's result is {node.outputs[0].type}")
-    return Kernel(lambda *arrays: k(*(a for a in arrays if a is not None)))
+    return lower_with(node, device_elementwise)
 
 
 def with_epilogue(node, run, first_extra):

@@ -14,7 +14,7 @@ from numba import cuda, float32, float64
 from ...backend.cuda_registry import lowers
 from ...backend.registry import Kernel
 from ...errors import UnsupportedError
-from ...ops.pool import pool_geometry
+from ...ops.pool import height_one_attrs, pool_geometry
 from .device import empty, flat, launch, require_float32, static_shape
 
 
@@ -80,13 +80,7 @@ def _as_2d(spatial, attrs):
         return spatial, attrs
     if len(spatial) != 1:
         raise UnsupportedError(f"{len(spatial)}-D pooling has no CUDA kernel")
-    out = dict(attrs, kernel_shape=[1] + list(attrs["kernel_shape"]))
-    for key in ("strides", "dilations"):
-        if attrs[key]:
-            out[key] = [1] + list(attrs[key])
-    if attrs["pads"]:
-        out["pads"] = [0, attrs["pads"][0], 0, attrs["pads"][1]]
-    return (1,) + tuple(spatial), out
+    return (1,) + tuple(spatial), height_one_attrs(attrs)
 
 
 @lowers("maxpool", "avgpool", family="pool")
