@@ -80,11 +80,21 @@ def test_unknown_target_is_an_error():
         irc.compile(_relu_model(), target="tpu")
 
 
-def _nvvm_available() -> bool:
+def _ptx_compiler_problem():
+    """Why PTX cannot be compiled here (the CUDA compiler libraries, NVVM and NVRTC, are missing), or None.
+    Found by compiling a trivial kernel: numba-cuda may find one library and not the other."""
     if not HAS_NUMBA_CUDA:
-        return False
-    from numba.cuda.cudadrv import nvvm
-    return nvvm.is_available()
+        return "numba-cuda is not installed"
+    from numba import cuda
+    from numba import types as t
+
+    def probe(a):
+        a[0] = 1.0
+    try:
+        cuda.compile_ptx(probe, (t.float32[::1],), cc=(9, 0))
+    except Exception as e:  # whatever the toolkit lookup raises: the libraries are not usable here
+        return f"the CUDA compiler libraries are not usable: {type(e).__name__}: {str(e)[:120]}"
+    return None
 
 
 def _fixed_kernels():
@@ -124,8 +134,9 @@ ELEMENTWISE = [("gelu", ("f32",), {}), ("erf", ("f32",), {}), ("round", ("f32",)
 def ptx_compiler(monkeypatch):
     """``compile(kernel, argtypes)`` to PTX for an H100 (compute capability 9.0) without a GPU: numba
     asks the driver for the device when a kernel calls a device function, so that question is answered."""
-    if not _nvvm_available():
-        pytest.skip("the CUDA compiler libraries (NVVM) are not installed")
+    problem = _ptx_compiler_problem()
+    if problem is not None:
+        pytest.skip(problem)
     from types import SimpleNamespace
 
     from numba import cuda
