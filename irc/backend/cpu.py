@@ -23,6 +23,7 @@ class Step:
     inputs: List[int]
     outputs: List[int]
     algo: str = ""
+    out_dtypes: tuple = ()   # the numpy dtype each result must have, read once at lowering, checked per run
 
 
 @dataclass
@@ -72,7 +73,8 @@ def lower(graph: Graph, find=lowering, target: str = "CPU") -> Plan:
         except Exception as e:  # attributes from a file the kernel did not expect: name the node
             raise IrcError(f"node {n.op} {n.name!r}: lowering failed: {type(e).__name__}: {e}") from e
         ins = [-1 if v is None else slot(v) for v in n.inputs]
-        plan.steps.append(Step(n, k.fn, ins, [slot(v) for v in n.outputs], k.algo))
+        plan.steps.append(Step(n, k.fn, ins, [slot(v) for v in n.outputs], k.algo,
+                               tuple(v.type.numpy_dtype for v in n.outputs)))
     plan.output_slots = [slot(v) for v in graph.outputs]
     plan.n_slots = len(slots)
     return plan
@@ -104,8 +106,8 @@ def execute(plan: Plan, feeds: Sequence[np.ndarray], hook=None) -> List[np.ndarr
         else:
             for s, r in zip(step.outputs, res):
                 env[s] = r
-        for s, v in zip(step.outputs, step.node.outputs):
-            if env[s].dtype != v.type.numpy_dtype:
+        for s, dt, v in zip(step.outputs, step.out_dtypes, step.node.outputs):
+            if env[s].dtype != dt:
                 raise IrcError(f"node {step.node.op} {step.node.name!r}: kernel returned {env[s].dtype}, "
                                f"expected {v.type}")
     return [env[s] for s in plan.output_slots]
