@@ -12,6 +12,7 @@ from ..ir import Graph, TensorType
 from ..limits import check_tensor_size
 from ..passes import PassManager
 from . import threads
+from ..kernels.cpu.blas import single_threaded_blas
 from .cache import harden_numba_cache
 
 # passes that specialize a graph to concrete input shapes before lowering
@@ -117,4 +118,5 @@ class Executor:
         arrays = check_feeds(self.graph, feeds)
         plan = self.plan_for(arrays)
         threads.apply()
-        return self.backend.execute(plan, arrays)
+        with single_threaded_blas():
+            return self.backend.execute(plan, arrays)

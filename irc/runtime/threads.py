@@ -1,40 +1,27 @@
-"""The threading policy: one thread count for irc's two pools, numba's parallel kernels and BLAS.
+"""The threading policy: numba's thread pool is the only pool irc runs on, with one thread count.
 
-irc runs numba kernels (some ``parallel=True``) and BLAS GEMMs (numpy's ``np.dot``, and numba's own
-``np.dot``, which calls the OpenBLAS that ships with scipy) one after the other, so the two pools take
-turns on the same cores. Both get the same count, and numba's pool never busy-waits: with its default
-threading layer (OpenMP, libgomp) an idle worker spins for a while after each parallel kernel without
-yielding, and the BLAS call that follows waits for a core (resnet18 took 2x, bert 7x as long; the
-measurements are in docs/benchmarks.md). ``OMP_WAIT_POLICY=PASSIVE`` makes libgomp's workers sleep at
-once. OpenBLAS's idle workers keep polling (about 0.1 s), but they yield the core while they do, and
-back-to-back GEMMs then find them awake: a shorter poll (``OPENBLAS_THREAD_TIMEOUT=4``) measured
-slower, so it is left at OpenBLAS's default.
+irc's kernels parallelize themselves with numba's ``prange``; GEMMs are called from inside those kernels,
+each worker calling a single-threaded BLAS on its own block (kernels/cpu/blas.py). While a model runs,
+BLAS's own pool is held at one thread (``single_threaded_blas``, entered by the executor), so two pools
+never take turns on the same cores: when they did (numba's kernels between OpenBLAS calls whose idle
+workers keep polling), a conv whose parts took 0.8 ms took 8 ms. With one pool, numba's OpenMP workers may
+spin between kernels (libgomp's default): a parallel kernel then starts in ~1.5 us, against 16-50 us when
+its workers sleep (``OMP_WAIT_POLICY=PASSIVE``).
 
 - The count: ``set_num_threads(n)``, else the ``IRC_NUM_THREADS`` environment variable, else every
   core numba may use. ``apply()`` (called by the executor before each run) gives it to numba
-  (``numba.set_num_threads``, which is per calling thread) and, through threadpoolctl where it is
-  installed, to every BLAS library loaded in the process.
-- The environment (``SPIN_DEFAULTS``, and ``OPENBLAS_NUM_THREADS`` from ``IRC_NUM_THREADS``) is read
-  when OpenMP and OpenBLAS load: ``configure_env()`` sets it, each variable only where the user has
-  not, from ``irc/__init__.py`` before irc imports numpy or numba.
+  (``numba.set_num_threads``, which is per calling thread).
 """
 from __future__ import annotations
 
 import os
-import sys
-import threading
 from typing import Optional
 
 from ..errors import IrcError
 
 ENV_VAR = "IRC_NUM_THREADS"
 
-# libgomp's idle workers (numba's "omp" threading layer) sleep at once instead of spinning
-SPIN_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-_lock = threading.Lock()
 _requested: Optional[int] = None
-_blas_applied: Optional[tuple] = None  # (count, len(sys.modules)) when BLAS was last given the count
 
 
 def _parse_count(value, what: str) -> int:
@@ -45,16 +32,6 @@ def _parse_count(value, what: str) -> int:
     if n < 1:
         raise IrcError(f"{what}: expected a positive number of threads, got {value!r}")
     return n
-
-
-def configure_env() -> None:
-    """Put the spin settings (and, with ``IRC_NUM_THREADS``, BLAS's count) into the environment,
-    leaving every variable the user set alone; call before numpy, numba or OpenBLAS load."""
-    for name, value in SPIN_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-    count = os.environ.get(ENV_VAR, "").strip()
-    if count.isdigit() and int(count) > 0:  # a bad value is reported by the first run, not by import irc
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", count)
 
 
 def _max_threads() -> int:
@@ -80,34 +57,18 @@ def get_num_threads() -> int:
     return min(n, _max_threads())
 
 
-def _blas_controllers():
-    """threadpoolctl's controllers of the BLAS libraries loaded now ([] without threadpoolctl)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return []
-    return ThreadpoolController().select(user_api="blas").lib_controllers
-
-
 def apply() -> int:
-    """Give both pools the current count and return it. BLAS libraries are looked up again only when
-    the count changed or a module was imported since (numba imports scipy's BLAS when a kernel calling
-    ``np.dot`` first runs), so a run in a settled process costs a dict lookup."""
-    global _blas_applied
+    """Give numba's pool the current count and return it."""
     import numba
     n = get_num_threads()
     numba.set_num_threads(n)
-    with _lock:
-        if _blas_applied != (n, len(sys.modules)):
-            for lib in _blas_controllers():
-                lib.set_num_threads(n)
-            _blas_applied = (n, len(sys.modules))
     return n
 
 
 def describe() -> dict:
     """The thread settings in effect: count, numba's threading layer, each BLAS library with its core
-    type and threads, and the spin variables."""
+    type and threads (outside runs: inside, irc holds it at one), the library the kernels call, and the
+    variables that change threading."""
     import numba
     try:
         layer = numba.threading_layer()
@@ -121,6 +82,8 @@ def describe() -> dict:
                 for i in threadpool_info() if i.get("user_api") == "blas"]
     except ImportError:
         blas = [{"library": "unknown (threadpoolctl not installed)", "core_type": None, "threads": None}]
-    names = (*SPIN_DEFAULTS, "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", ENV_VAR)
+    names = ("OMP_WAIT_POLICY", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", ENV_VAR)
     env = {k: os.environ.get(k) for k in names}
-    return {"threads": get_num_threads(), "numba_layer": layer, "blas": blas, "env": env}
+    from ..kernels.cpu.blas import library
+    return {"threads": get_num_threads(), "numba_layer": layer, "blas": blas, "kernel_blas": library(),
+            "env": env}

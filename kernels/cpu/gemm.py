@@ -1,19 +1,21 @@
-"""Matrix-product kernels: BLAS GEMM on contiguous 2-D blocks, with a fused numba epilogue.
+"""Matrix-product kernels: BLAS GEMM split across numba's pool, with a fused numba epilogue.
 
-BLAS is reached through numpy's ``np.dot`` called from the lowering's Python closure rather than from inside
-numba: numba's ``np.dot`` needs SciPy, which irc does not depend on, and one BLAS call costs the same from
-either side. BLAS (and so this path) covers float32 and float64; float16 is computed in float32.
+Each worker of numba's pool calls the single-threaded CBLAS GEMM (``blas.gemm``, see blas.py) on its own
+block of the result: column slices when there are enough columns, else row slices, else a whole batch
+entry per worker. BLAS (and so this path) covers float32 and float64; float16 is computed in float32.
 
 A node's fused epilogue (attribute ``epilogue``, see irc/ops/nn.py) runs as one generated elementwise
 kernel over the result (``finished``): its expression tree chains the activations and the adds of the
 extra operands, so the result is read and written once however many ops were fused.
 """
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ...backend.registry import Kernel, lowers
 from ...errors import UnsupportedError
 from ...ops.nn import epilogue_steps
+from .blas import gemm
 from .elementwise import Expr, elementwise_kernel
 
 
@@ -114,32 +116,83 @@ def finished(node, run, first_extra):
     return fn
 
 
+@njit(cache=True)
+def _blocks(rows, cols, threads):
+    """(block count, True to split columns, block size) cutting a [rows, cols] GEMM result into at most
+    ``threads`` blocks: columns in 16-aligned slices where there are enough (BLAS's kernels are 16 floats
+    wide, and a column split shares nothing but the packed weight rows), else rows."""
+    if threads > 1 and cols >= 32 * threads:
+        step = (-(-cols // threads) + 15) // 16 * 16
+        return -(-cols // step), True, step
+    if threads > 1 and rows >= 8 * threads:
+        step = -(-rows // threads)
+        return -(-rows // step), False, step
+    return 1, True, cols
+
+
+@njit(cache=True, parallel=True)
+def gemm_parallel(a, b, c, beta, threads):
+    """c = a @ b + beta * c (2-D views, as ``blas.gemm``) split by ``_blocks`` across ``threads`` workers of
+    numba's pool (an argument: numba.get_num_threads() inside a kernel would keep it out of the disk cache)."""
+    m, n = c.shape
+    count, by_cols, step = _blocks(m, n, threads)
+    for t in prange(count):
+        lo = t * step
+        if by_cols:
+            hi = min(n, lo + step)
+            gemm(a, b[:, lo:hi], c[:, lo:hi], beta)
+        else:
+            hi = min(m, lo + step)
+            gemm(a[lo:hi], b, c[lo:hi], beta)
+
+
+@njit(cache=True, parallel=True)
+def gemm_batched(a, b, c, threads):
+    """c[i] = a[i] @ b[i] for 3-D operands (a stride-0 batch axis broadcasts): one GEMM per worker when the
+    batch covers the pool, else each product split across it."""
+    if c.shape[0] >= threads:
+        for i in prange(c.shape[0]):
+            gemm(a[i], b[i], c[i], 0.0)
+    else:
+        for i in range(c.shape[0]):
+            gemm_parallel(a[i], b[i], c[i], 0.0, threads)
+
+
 def _as_matrix_operands(a, b):
     """1-D operands as a [1, K] row and a [K, 1] column (numpy matmul's promotion)."""
     return (a[None, :] if a.ndim == 1 else a), (b[:, None] if b.ndim == 1 else b)
 
 
+def _operand(x, dtype):
+    """x in ``dtype`` as a view BLAS can read in place (one unit-stride axis), copied only when it is not."""
+    x = x.astype(dtype, copy=False)
+    if x.ndim >= 2 and x.strides[-1] != x.itemsize and x.strides[-2] != x.itemsize:
+        x = np.ascontiguousarray(x)
+    return x
+
+
 def matmul_blas(a, b, dtype):
-    """numpy matmul of float arrays through np.dot in ``dtype``: against a single matrix all of a's rows go
-    through one GEMM; otherwise one GEMM per index of the broadcast batch. The result keeps the promoted
-    1-D axes; the caller reshapes it to the IR's result shape."""
-    a, b = _as_matrix_operands(a.astype(dtype, copy=False), b.astype(dtype, copy=False))
+    """numpy matmul of float arrays in ``dtype`` through ``blas.gemm`` on numba's pool: against a single
+    matrix, all of a's rows in one GEMM; otherwise one GEMM per index of the broadcast batch. The result
+    keeps the promoted 1-D axes; the caller reshapes it to the IR's result shape."""
+    a, b = _as_matrix_operands(_operand(a, dtype), _operand(b, dtype))
     if b.ndim == 2:
         rows = np.ascontiguousarray(a).reshape(-1, a.shape[-1])
-        return np.dot(rows, b)
+        y = np.empty((rows.shape[0], b.shape[1]), dtype)
+        gemm_parallel(rows, b, y, 0.0, numba.get_num_threads())
+        return y
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a = np.broadcast_to(a, batch + a.shape[-2:])
-    b = np.broadcast_to(b, batch + b.shape[-2:])
+    a = np.broadcast_to(a, batch + a.shape[-2:]).reshape((-1,) + a.shape[-2:])
+    b = np.broadcast_to(b, batch + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
     y = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype)
-    for idx in np.ndindex(*batch):
-        np.dot(a[idx], b[idx], out=y[idx])
+    gemm_batched(a, b, y.reshape((-1,) + y.shape[-2:]), numba.get_num_threads())
     return y
 
 
 @lowers("matmul", family="gemm")
 def lower_matmul(node):
     """Float matmul through BLAS (matmul_blas); integer matmul runs numpy's matmul, whose integer loops are
-    exact, since neither BLAS nor numba's np.dot takes integers."""
+    exact, since BLAS takes no integers."""
     t = node.outputs[0].type
     shape, dt = t.shape, t.numpy_dtype
     if dt.kind != "f":
@@ -152,14 +205,17 @@ def lower_matmul(node):
 
 @lowers("gemm", family="gemm")
 def lower_gemm(node):
-    """Y = alpha A' B' + beta C: one BLAS GEMM (the transposes are BLAS flags, not copies), then the epilogue."""
+    """Y = alpha A' B' + beta C: one GEMM split across numba's pool (the transposes are read in place), then
+    alpha, beta C and the epilogue."""
     at = node.attrs
     cd = compute_dtype(node)
     alpha, beta, trans_a, trans_b = at["alpha"], at["beta"], at["transA"], at["transB"]
 
     def run(a, b, c=None):
-        a, b = a.astype(cd, copy=False), b.astype(cd, copy=False)
-        y = np.dot(a.T if trans_a else a, b.T if trans_b else b)
+        a, b = _operand(a, cd), _operand(b, cd)
+        a, b = (a.T if trans_a else a), (b.T if trans_b else b)
+        y = np.empty((a.shape[0], b.shape[1]), cd)
+        gemm_parallel(a, b, y, 0.0, numba.get_num_threads())
         if c is not None and beta != 0:
             add_scaled(y, alpha, beta, c)
         elif alpha != 1:
