@@ -8,7 +8,8 @@ import pytest
 from irc.kernels.cpu import blas
 from irc.kernels.cpu.gemm import gemm_batched, gemm_parallel
 
-SHAPES = [(1, 1, 1), (7, 5, 9), (3, 64, 200), (130, 17, 2), (64, 1, 33)]
+# small ones run on the calling thread; (40, 70, 300) splits columns and (300, 50, 40) rows across the pool
+SHAPES = [(1, 1, 1), (7, 5, 9), (3, 64, 200), (130, 17, 2), (64, 1, 33), (40, 70, 300), (300, 50, 40)]
 
 
 def _operands(m, k, n, dtype, layout, rng):
@@ -43,9 +44,9 @@ def test_gemm_matches_numpy(m, k, n, dtype, layout):
 @pytest.mark.parametrize("batch", [1, 2, 5])
 def test_gemm_batched_broadcasts_a_stride_zero_batch(batch):
     rng = np.random.default_rng(batch)
-    a = rng.standard_normal((batch, 6, 40)).astype(np.float32)
+    a = rng.standard_normal((batch, 60, 40)).astype(np.float32)  # big enough to use the pool
     b = np.broadcast_to(rng.standard_normal((1, 40, 70)).astype(np.float32), (batch, 40, 70))
-    c = np.empty((batch, 6, 70), np.float32)
+    c = np.empty((batch, 60, 70), np.float32)
     gemm_batched(a, b, c, 2)
     np.testing.assert_allclose(c, np.matmul(a, b), rtol=1e-4, atol=1e-4)
 

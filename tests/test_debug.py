@@ -174,11 +174,13 @@ def test_profile_json_and_table(capsys, tmp_path):
     mm = next(n for n in nodes if n["node"] == "mm")
     assert mm["op"] == "matmul" and mm["shape"] == [8, 32] and mm["gflops"] > 0
     assert mm["gflops"] == pytest.approx(2 * 8 * 64 * 32 / (mm["ms"] * 1e-3) / 1e9)
+    assert mm["peak_percent"] == pytest.approx(100 * mm["gflops"] / prof["sgemm_peak_gflops"])
     assert next(n for n in nodes if n["node"] == "act")["gflops"] is None
     rc, out, _ = irc_cli(capsys, "profile", path, "--runs", "2")
     header, *rows = out.splitlines()
-    assert rc == 0 and header.split() == ["node", "op", "algo", "shape", "ms", "%", "GFLOP/s"]
-    assert rows[-2].startswith("total: ") and "(mean of 2)" in rows[-2] and rows[-1].startswith("by op: ")
+    assert rc == 0 and header.split() == ["node", "op", "algo", "shape", "ms", "%", "GFLOP/s", "%", "peak"]
+    assert rows[-3].startswith("total: ") and "(mean of 2)" in rows[-3]
+    assert rows[-2].startswith("SGEMM peak in this process: ") and rows[-1].startswith("by op: ")
     assert irc_cli(capsys, "profile", path, "--runs", "0")[0] == 2
 
 

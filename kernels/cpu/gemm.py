@@ -116,17 +116,23 @@ def finished(node, run, first_extra):
     return fn
 
 
+# a GEMM with fewer multiply-adds than this runs on the calling thread: starting the pool costs more
+PARALLEL_MIN_MACS = 1 << 18
+
+
 @njit(cache=True)
-def _blocks(rows, cols, threads):
-    """(block count, True to split columns, block size) cutting a [rows, cols] GEMM result into at most
-    ``threads`` blocks: columns in 16-aligned slices where there are enough (BLAS's kernels are 16 floats
-    wide, and a column split shares nothing but the packed weight rows), else rows."""
-    if threads > 1 and cols >= 32 * threads:
-        step = (-(-cols // threads) + 15) // 16 * 16
-        return -(-cols // step), True, step
-    if threads > 1 and rows >= 8 * threads:
-        step = -(-rows // threads)
-        return -(-rows // step), False, step
+def _blocks(rows, cols, depth, threads):
+    """(block count, True to split columns, block size) cutting a [rows, cols] GEMM result over ``depth``
+    into at most ``threads`` blocks: columns in 16-aligned slices where there are enough (BLAS's kernels
+    are 16 floats wide, and a column split shares nothing but the packed weight rows), else rows; one block
+    when the product is too small to pay for the pool."""
+    if threads > 1 and rows * cols * depth >= PARALLEL_MIN_MACS:
+        if cols >= 32 * threads:
+            step = (-(-cols // threads) + 15) // 16 * 16
+            return -(-cols // step), True, step
+        if rows >= 8 * threads:
+            step = -(-rows // threads)
+            return -(-rows // step), False, step
     return 1, True, cols
 
 
@@ -135,7 +141,10 @@ def gemm_parallel(a, b, c, beta, threads):
     """c = a @ b + beta * c (2-D views, as ``blas.gemm``) split by ``_blocks`` across ``threads`` workers of
     numba's pool (an argument: numba.get_num_threads() inside a kernel would keep it out of the disk cache)."""
     m, n = c.shape
-    count, by_cols, step = _blocks(m, n, threads)
+    count, by_cols, step = _blocks(m, n, a.shape[1], threads)
+    if count == 1:
+        gemm(a, b, c, beta)
+        return
     for t in prange(count):
         lo = t * step
         if by_cols:
@@ -150,7 +159,7 @@ def gemm_parallel(a, b, c, beta, threads):
 def gemm_batched(a, b, c, threads):
     """c[i] = a[i] @ b[i] for 3-D operands (a stride-0 batch axis broadcasts): one GEMM per worker when the
     batch covers the pool, else each product split across it."""
-    if c.shape[0] >= threads:
+    if c.shape[0] >= threads and c.shape[0] * c.shape[1] * c.shape[2] * a.shape[2] >= PARALLEL_MIN_MACS:
         for i in prange(c.shape[0]):
             gemm(a[i], b[i], c[i], 0.0)
     else:
