@@ -4,8 +4,10 @@ ONNX models are imported into an SSA graph IR, rewritten by optimization passes 
 CPU kernels; the result runs in process or is saved as a data-only artifact.
 """
 from .runtime.cache import configure_numba_cache
+from .runtime.threads import configure_env as configure_threads
 
 configure_numba_cache()  # before anything imports numba
+configure_threads()  # before numba's threading layer loads
 
 from .errors import IrcError  # noqa: E402
 from .api import InferenceSession, compile, load  # noqa: E402

@@ -122,3 +122,31 @@ def test_env_var_and_bad_counts(monkeypatch, restore_threads):
     for bad in (0, -1, "x"):
         with pytest.raises(irc.IrcError, match="positive number of threads"):
             irc.set_num_threads(bad)
+
+
+def test_without_tbb_openmp_workers_sleep(monkeypatch):
+    """Without TBB, irc asks numba's OpenMP workers to sleep when idle, unless the user chose otherwise."""
+    monkeypatch.setattr(threads, "tbb_installed", lambda: False)
+    monkeypatch.delenv("NUMBA_THREADING_LAYER", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    threads.configure_env()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    threads.configure_env()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    monkeypatch.setattr(threads, "tbb_installed", lambda: True)
+    threads.configure_env()
+    assert "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_numba_runs_on_tbb_where_installed():
+    """irc's kernels run on numba's TBB layer when the tbb runtime is installed (a dependency on x86-64)."""
+    if not threads.tbb_installed():
+        pytest.skip("the tbb package is not installed on this platform")
+    code = ("import numpy as np, irc; from irc.kernels.cpu.gemm import gemm_parallel; import numba; "
+            "a = np.ones((256, 256), np.float32); gemm_parallel(a, a, a.copy(), 0.0, 2); "
+            "print(numba.threading_layer())")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert p.stdout.split()[-1:] == ["tbb"], p.stderr

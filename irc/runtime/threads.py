@@ -4,9 +4,15 @@ irc's kernels parallelize themselves with numba's ``prange``; GEMMs are called f
 each worker calling a single-threaded BLAS on its own block (kernels/cpu/blas.py). While a model runs,
 BLAS's own pool is held at one thread (``single_threaded_blas``, entered by the executor), so two pools
 never take turns on the same cores: when they did (numba's kernels between OpenBLAS calls whose idle
-workers keep polling), a conv whose parts took 0.8 ms took 8 ms. With one pool, numba's OpenMP workers may
-spin between kernels (libgomp's default): a parallel kernel then starts in ~1.5 us, against 16-50 us when
-its workers sleep (``OMP_WAIT_POLICY=PASSIVE``).
+workers keep polling), a conv whose parts took 0.8 ms took 8 ms.
+
+numba's pool runs on TBB (the ``tbb`` package, a dependency where wheels exist; numba picks it first):
+measured on 2 cores, a parallel kernel starts in 1.4 us (4 us after an idle gap), and on a machine
+overloaded by other processes (load 10) the BERT encoder ran in 21 ms. numba's OpenMP layer either spins
+(libgomp's default: 1.5 us starts, but 200-600 ms for that BERT under load, its barrier spinning while a
+descheduled partner waits for a core) or sleeps (``OMP_WAIT_POLICY=PASSIVE``: 16-50 us per start, 25 ms
+under load). Without TBB, irc takes OpenMP's robust setting: ``configure_env()``, called by
+``irc/__init__.py`` before numba loads, sets ``OMP_WAIT_POLICY=PASSIVE`` where the user has not set it.
 
 - The count: ``set_num_threads(n)``, else the ``IRC_NUM_THREADS`` environment variable, else every
   core numba may use. ``apply()`` (called by the executor before each run) gives it to numba
@@ -32,6 +38,23 @@ def _parse_count(value, what: str) -> int:
     if n < 1:
         raise IrcError(f"{what}: expected a positive number of threads, got {value!r}")
     return n
+
+
+def tbb_installed() -> bool:
+    """Whether the ``tbb`` runtime numba's TBB layer loads is installed (asked without importing numba)."""
+    from importlib import metadata
+    try:
+        metadata.distribution("tbb")
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def configure_env() -> None:
+    """Without TBB, make numba's OpenMP workers sleep when idle (see the module docstring), unless the user
+    chose a wait policy or a threading layer."""
+    if not tbb_installed() and "NUMBA_THREADING_LAYER" not in os.environ:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _max_threads() -> int:
@@ -82,7 +105,7 @@ def describe() -> dict:
                 for i in threadpool_info() if i.get("user_api") == "blas"]
     except ImportError:
         blas = [{"library": "unknown (threadpoolctl not installed)", "core_type": None, "threads": None}]
-    names = ("OMP_WAIT_POLICY", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", ENV_VAR)
+    names = ("NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", ENV_VAR)
     env = {k: os.environ.get(k) for k in names}
     from ..kernels.cpu.blas import library
     return {"threads": get_num_threads(), "numba_layer": layer, "blas": blas, "kernel_blas": library(),
