@@ -1,11 +1,12 @@
 """``irc bench`` over many models, as one table (the implementation is irc.debug.bench's).
 
     python tools/bench.py MODEL.onnx [MODEL.onnx ...] [--batch N] [--runs N] [--blocks N] [--threads N]
-                          [--markdown] [--json OUT.json]
+                          [--markdown] [--json OUT.json] [--kernels N]
 
 Each model: irc and onnxruntime in one process on the same inputs, alternating blocks, medians and the ratio;
 max error; compile time; load + first result of the saved artifact in a new process (warm kernel cache); peak
-RSS of that process beside onnxruntime's. Run with OpenBLAS's variables unset for figures worth quoting:
+RSS of that process beside onnxruntime's. ``--kernels N`` then prints, per model, its N slowest conv/gemm/matmul
+nodes with their GFLOP/s and share of the SGEMM peak measured in the same process (``irc profile``). Run with OpenBLAS's variables unset for figures worth quoting:
 ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/bench.py ...``.
 """
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 import os
 import sys
 
-from irc.debug.bench import TABLE_HEADER, bench_model, format_row, format_settings
+import irc
+from irc.debug.bench import TABLE_HEADER, bench_model, format_row, format_settings, random_feeds
+from irc.debug.profile import profile
 
 MARKDOWN_HEADER = ("| model | irc ms | onnxruntime ms | irc/ort | max error | compile s | load+first s irc / ort "
                    "| peak RSS MiB irc / ort |\n|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -30,6 +33,16 @@ def markdown_row(r: dict) -> str:
             f"| {ip['peak_rss_mib']:.0f} / {op['peak_rss_mib']:.0f} |")
 
 
+def kernel_rows(path: str, count: int, batch: int) -> str:
+    """Markdown rows of the ``count`` slowest nodes of the model at ``path`` whose flops are counted."""
+    m = irc.compile(path)
+    p = profile(m, random_feeds(m, batch), runs=10)
+    name = os.path.basename(path).removesuffix(".onnx")
+    rows = [r for r in p.nodes if r.gflops is not None][:count]
+    return "\n".join(f"| {name} | {r.op} ({r.algo}) | {r.shape} | {r.ms:.3f} | {r.gflops:.0f} | {r.peak_percent:.0f}% "
+                     f"| {p.sgemm_peak_gflops:.0f} |" for r in rows)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", nargs="+")
@@ -39,6 +52,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="default: irc's policy (IRC_NUM_THREADS or all cores)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--json", metavar="OUT.json", help="also write every result to OUT.json")
+    ap.add_argument("--kernels", type=int, default=0, metavar="N",
+                    help="then each model's N slowest conv/gemm/matmul nodes against the SGEMM peak")
     args = ap.parse_args(argv)
     results = []
     print(MARKDOWN_HEADER if args.markdown else TABLE_HEADER)
@@ -57,6 +72,11 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+    if args.kernels:
+        print("\n| model | node (algorithm) | shape | ms | GFLOP/s | of SGEMM peak | SGEMM peak GFLOP/s |\n"
+              "|---|---|---|---:|---:|---:|---:|")
+        for path in args.models:
+            print(kernel_rows(path, args.kernels, args.batch), flush=True)
 
 
 if __name__ == "__main__":
