@@ -20,7 +20,9 @@ under load). Without TBB, irc takes OpenMP's robust setting: ``configure_env()``
 """
 from __future__ import annotations
 
+import glob
 import os
+import sys
 from typing import Optional
 
 from ..errors import IrcError
@@ -41,13 +43,9 @@ def _parse_count(value, what: str) -> int:
 
 
 def tbb_installed() -> bool:
-    """Whether the ``tbb`` runtime numba's TBB layer loads is installed (asked without importing numba)."""
-    from importlib import metadata
-    try:
-        metadata.distribution("tbb")
-        return True
-    except metadata.PackageNotFoundError:
-        return False
+    """Whether the ``tbb`` runtime numba's TBB layer loads is installed: its distribution's metadata is on
+    the path (asked without importing numba, which would load a threading layer)."""
+    return any(glob.glob(os.path.join(p or ".", "tbb-*.dist-info")) for p in sys.path)
 
 
 def configure_env() -> None:
