@@ -405,7 +405,7 @@ def import_onnx(model) -> Graph:
     unsupported node's results are not converted (nor reported: they may well convert).
     """
     from . import (convert_core, convert_elementwise, convert_nn, convert_pool_norm,  # noqa: F401
-                   convert_tensor)  # (registers the converters)
+                   convert_quant, convert_tensor)  # (registers the converters)
     proto = load_onnx(model)
     if not proto.HasField("graph"):
         raise IrcError("not an ONNX model: it has no graph")

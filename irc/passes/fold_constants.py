@@ -26,6 +26,9 @@ from .manager import register_pass
 from .shape_values import ShapeValues
 
 FOLD_LIMIT_BYTES = 1 << 30
+# ops left for a later pass even with constant operands: a dequantized weight stays quantized until
+# fuse-qdq has turned it into an int8 kernel's operand (it folds the ones it does not use)
+KEEP = ("dequantize_linear",)
 
 
 def _shape_taking(node: Node) -> bool:
@@ -69,7 +72,7 @@ def _refine(node: Node, table: ShapeValues) -> bool:
 
 def _evaluate(node: Node) -> Optional[List[np.ndarray]]:
     """The reference results when every operand is a constant with a value and the results are small."""
-    if not node.inputs or not all(v is None or v.const_value is not None for v in node.inputs):
+    if not node.inputs or node.op in KEEP or not all(v is None or v.const_value is not None for v in node.inputs):
         return None
     for t in (v.type for v in node.outputs):
         if t.is_static and t.numel() * t.numpy_dtype.itemsize > FOLD_LIMIT_BYTES:

@@ -1,2 +1,2 @@
 """CPU kernels: importing this package registers every lowering in irc.backend.registry."""
-from . import conv, elementwise, fused, gemm, movement, norm, pool, reduce, resize  # noqa: F401  (registration)
+from . import conv, elementwise, fused, gemm, movement, norm, pool, quant, reduce, resize  # noqa: F401  (registration)
