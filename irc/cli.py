@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import InputError, IrcError, UnsupportedError
+from .errors import InputError, IrcError
 
 STAGES = ("import", "optimized", "lowered")
 
@@ -102,13 +102,28 @@ def _type_text(dtype: str, shape) -> str:
     return str(TensorType(dtype, shape))
 
 
+def _quantize_options(args) -> dict:
+    """The quantization keywords of api.compile from --quantize, --calibration and their options."""
+    if args.report and not args.quantize:
+        raise IrcError("--report: the quantization report needs --quantize int8")
+    calibration = None
+    if args.calibration:
+        npz = _read_array_file(args.calibration, "--calibration")
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise InputError(f"--calibration: {args.calibration!r} is not an .npz file")
+        with npz:
+            calibration = {k: npz[k] for k in npz.files}
+    return dict(quantize=args.quantize, calibration=calibration, calibration_method=args.calibration_method,
+                percentile=args.percentile, fallback_sqnr=args.fallback_sqnr,
+                activation_type=args.activation_type)
+
+
 # -- subcommands --------------------------------------------------------------------------------------
 
 def cmd_compile(args) -> int:
     from . import api
     from .debug.progress import Progress
-    if args.quantize or args.calibration:
-        raise UnsupportedError("--quantize/--calibration: int8 quantization is not supported yet")
+    quant = _quantize_options(args)
     # the IR and timings that --print-after*/--time-passes write to stderr would be torn by a progress line
     listing = args.print_after_all or args.print_after or args.time_passes
     progress = Progress(enabled=False if args.quiet or listing else None)
@@ -117,9 +132,11 @@ def cmd_compile(args) -> int:
         model = api.compile(args.model, target=args.target, opt_level=args.opt_level,
                             disable_passes=args.disable_pass, verify_each=args.verify_each,
                             print_after=args.print_after, print_after_all=args.print_after_all,
-                            time_passes=args.time_passes, on_pass=progress.on_pass)
+                            time_passes=args.time_passes, on_pass=progress.on_pass, **quant)
     finally:
         progress.done()
+    if args.report:
+        print(model.quant_report)
     model.save(args.output)
     t1 = time.perf_counter()
     size, ops = os.path.getsize(args.output), sum(model.graph.op_counts().values())
@@ -299,6 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-O", dest="opt_level", type=_opt_level, default=2, metavar="N", help="0..3 (default 2)")
     c.add_argument("--quantize", choices=["int8"])
     c.add_argument("--calibration", metavar="CALIB.npz", help="one array per input, samples on axis 0")
+    c.add_argument("--calibration-method", default="minmax", choices=["minmax", "percentile", "entropy"],
+                   help="how activation ranges are chosen (default minmax)")
+    c.add_argument("--percentile", type=float, default=99.999, metavar="P",
+                   help="the percentile method's coverage in %% (default 99.999)")
+    c.add_argument("--fallback-sqnr", type=float, default=20.0, metavar="DB",
+                   help="layers whose int8 SQNR is below DB stay fp32 (default 20; -inf: none)")
+    c.add_argument("--activation-type", default="u8", choices=["u8", "i8"], help="activation int8 type (default u8)")
+    c.add_argument("--report", action="store_true", help="print the per-layer quantization report")
     c.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help=DISABLE_HELP)
     pa = c.add_mutually_exclusive_group()
     pa.add_argument("--print-after-all", action="store_true", help="print the IR after every pass (stderr)")

@@ -95,8 +95,8 @@ def test_unsupported_ops_are_listed_together(capsys, tmp_path, command):
 @pytest.mark.parametrize("args, message", [
     (["--print-after", "nope"], "--print-after: unknown pass name(s) 'nope'"),
     (["--disable-pass", "nope"], "unknown pass name(s) 'nope'"),
-    (["--quantize", "int8"], "not supported yet"),
-    (["--calibration", "c.npz"], "not supported yet"),
+    (["--quantize", "int8"], "quantization needs calibration data"),
+    (["--calibration", "c.npz"], "--calibration: cannot read"),
 ])
 def test_compile_reported_errors(capsys, onnx_path, tmp_path, args, message):
     rc, out, err = irc_cli(capsys, "compile", onnx_path, "-o", tmp_path / "m.bin", *args)

@@ -2,17 +2,21 @@
 
 The plan has the CPU backend's form (``cpu.lower`` with the CUDA kernel table); what differs is where
 the buffers live. Constants are uploaded once, when the plan is built; a run copies each input to the
-device once, runs every step on device arrays, and copies each output back once. Ops without a device
-kernel whose CPU kernel only moves data run on the host (see ``cuda_registry``); compute ops without a
-device kernel make compiling for CUDA fail, naming them.
+device once, runs every step on device arrays, and copies each output back once. A step whose operands
+can be invalid in ways only the device sees (``kernels.cuda.device.Checked``: a gather's indices from
+the run) has a status word on the device, read back with the outputs (4 bytes more per such step).
+Ops without a device kernel whose CPU kernel only moves data run on the host (see ``cuda_registry``);
+compute ops without a device kernel make compiling for CUDA fail, naming them.
 
-numba.cuda comes from the ``numba-cuda`` package (``pip install irc[cuda]``). Without a GPU it runs on
-numba's CUDA simulator when ``NUMBA_ENABLE_CUDASIM=1`` was set before numba was imported (slow: every
-CUDA thread is a Python thread; meant for tests at tiny sizes). Otherwise, with no GPU, compiling or
-loading a CUDA model raises an IrcError saying so.
+Compiling needs numba.cuda (the ``numba-cuda`` package, ``pip install irc[cuda]``) but no GPU: it only
+checks that every op has a device kernel. Building a plan and running need a GPU, or numba's CUDA
+simulator when ``NUMBA_ENABLE_CUDASIM=1`` was set before numba was imported (slow: every CUDA thread is
+a Python thread; meant for tests at tiny sizes); loading a CUDA artifact checks for one. Without either,
+they raise an IrcError saying so. Compiled kernels are cached on disk by numba (``cache=True``).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 import numpy as np
@@ -24,12 +28,21 @@ from .cuda_registry import device_lowering
 from .registry import Lowering, lowering as cpu_lowering
 
 
-def device_status() -> Optional[str]:
-    """Why CUDA kernels cannot run here, or None when a GPU (or the simulator) is there."""
+def compiler_status() -> Optional[str]:
+    """Why CUDA kernels cannot even be chosen here (numba.cuda missing), or None."""
     try:
-        from numba import cuda
+        from numba import cuda  # noqa: F401
     except ImportError:
         return "numba.cuda is not installed (pip install numba-cuda, or irc[cuda])"
+    return None
+
+
+def device_status() -> Optional[str]:
+    """Why CUDA kernels cannot run here, or None when a GPU (or the simulator) is there."""
+    why = compiler_status()
+    if why is not None:
+        return why
+    from numba import cuda
     if not cuda.is_available():
         return ("no CUDA GPU is available (and numba's CUDA simulator was not enabled: set "
                 "NUMBA_ENABLE_CUDASIM=1 before numba is imported)")
@@ -56,23 +69,39 @@ def find_lowering(op: str) -> Optional[Lowering]:
 
 
 def check_supported(graph: Graph) -> None:
-    """Raise one UnsupportedError naming every node without a CUDA kernel (or host fallback)."""
-    require_device()
+    """Raise one UnsupportedError naming every node without a CUDA kernel (or host fallback); needs
+    numba.cuda, not a GPU."""
+    why = compiler_status()
+    if why is not None:
+        raise IrcError(f"target 'cuda': {why}")
     cpu.check_supported(graph, find_lowering, "CUDA")
 
 
-def lower(graph: Graph) -> cpu.Plan:
+@dataclass
+class DevicePlan(cpu.Plan):
+    """A plan with the steps whose kernels report bad operands through a status word (``Checked``)."""
+    checks: List[cpu.Step] = field(default_factory=list)
+
+
+def lower(graph: Graph) -> DevicePlan:
     """The plan of ``graph`` with CUDA kernels; numeric constants are uploaded to the device."""
-    from ..kernels.cuda.device import upload
-    plan = cpu.lower(graph, find_lowering, "CUDA")
+    require_device()
+    from ..kernels.cuda.device import Checked, upload
+    plan = DevicePlan(**vars(cpu.lower(graph, find_lowering, "CUDA")))
     for slot, value in plan.consts.items():
         if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
             plan.consts[slot] = upload(value)
+    plan.checks = [s for s in plan.steps if isinstance(s.fn, Checked)]
     return plan
 
 
-def execute(plan: cpu.Plan, feeds: Sequence[np.ndarray], hook=None) -> List[np.ndarray]:
-    """Copy the inputs in, run the plan's steps on the device, copy the outputs out."""
+def execute(plan: DevicePlan, feeds: Sequence[np.ndarray], hook=None) -> List[np.ndarray]:
+    """Copy the inputs in, run the plan's steps on the device, copy the outputs (and the status of the
+    checked steps) out; an IrcError names the first checked step that found a bad operand."""
     from ..kernels.cuda.device import download, upload
     outs = cpu.execute(plan, [upload(a) for a in feeds], hook)
+    for step in plan.checks:
+        if step.fn.failed():
+            step.fn.reset()
+            raise IrcError(f"node {step.node.op} {step.node.name!r}: {step.fn.what}")
     return [np.asarray(download(o)) for o in outs]

@@ -100,6 +100,7 @@ def profile(model, feeds: Mapping[str, np.ndarray], runs: int = 10) -> Profile:
     """Time every node of ``model`` (a CompiledModel) over ``runs`` runs on ``feeds``."""
     from ..backend.cpu import execute
     from ..errors import UnsupportedError
+    from ..kernels.cpu.blas import single_threaded_blas
     from ..runtime.executor import check_feeds
     if model.target != "cpu":
         raise UnsupportedError(f"profiling times CPU plans; this model's target is {model.target!r}")
@@ -108,7 +109,7 @@ def profile(model, feeds: Mapping[str, np.ndarray], runs: int = 10) -> Profile:
     peak = sgemm_peak()
     times: Dict[int, float] = {}
     hook = _timing_hook(times)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), single_threaded_blas():  # as the executor runs them
         execute(plan, arrays)  # untimed: compile or load the kernels
         t0 = time.perf_counter()
         for _ in range(runs):

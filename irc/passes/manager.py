@@ -73,6 +73,7 @@ class PassManager:
     out: TextIO = field(default_factory=lambda: sys.stderr)
     timings: List[tuple] = field(default_factory=list)
     on_pass: Optional[Callable[[str, int, int], None]] = None   # (name, index, count) before each pass
+    options: Dict[str, dict] = field(default_factory=dict)       # pass name -> keyword arguments of its function
 
     def __post_init__(self):
         check_names(self.passes, "pipeline")
@@ -95,7 +96,7 @@ class PassManager:
                 self.on_pass(name, i, len(self.passes))
             try:
                 t0 = time.perf_counter()
-                graph = PASSES[name].fn(graph)
+                graph = PASSES[name].fn(graph, **self.options.get(name, {}))
                 self.timings.append((name, time.perf_counter() - t0))  # the pass alone, not its verification
                 if self.verify_each:
                     verify(graph)

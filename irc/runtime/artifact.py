@@ -345,6 +345,9 @@ def read_artifact(path):
     art = read_validated(path)
     if art.manifest["target"] not in TARGETS:
         raise ArtifactError(f"{art.path}: target {art.manifest['target']!r} is not supported by this irc")
+    if art.manifest["target"] == "cuda":
+        from ..backend.cuda import require_device
+        require_device()
     model = CompiledModel(_graph(art), art.manifest["target"], art.manifest["options"])
     model.artifact = art
     return model

@@ -70,10 +70,9 @@ def check_sizes(graph: Graph) -> None:
 
 
 def _backend(target: str):
-    """The backend module (``lower``, ``execute``) of ``target``; CUDA checks for a device first."""
+    """The backend module (``lower``, ``execute``) of ``target`` (CUDA checks for a device when it lowers)."""
     if target == "cuda":
         from ..backend import cuda
-        cuda.require_device()
         return cuda
     from ..backend import cpu
     return cpu

@@ -72,7 +72,7 @@ def static_shape(value, node):
     return tuple(t.shape)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _gather(src, index, out):
     """out[i] = src[index[i]]."""
     i = cuda.grid(1)
@@ -82,7 +82,7 @@ def _gather(src, index, out):
         i += step
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _scatter(src, index, out):
     """out[index[i]] = src[i] (index has no repeats)."""
     i = cuda.grid(1)
@@ -120,6 +120,46 @@ def broadcast_param(a, shape):
         return a.reshape(tuple(shape))
     idx = np.broadcast_to(index_map(a.shape), shape).ravel()
     return gather(a, upload(idx), shape)
+
+
+@cuda.jit(cache=True)
+def _zero(a):
+    """a[:] = 0."""
+    i = cuda.grid(1)
+    step = cuda.gridsize(1)
+    while i < a.shape[0]:
+        a[i] = 0
+        i += step
+
+
+def zeros(n: int, dtype):
+    """A new 1-D device array of ``n`` zeros, filled on the device (no copy from the host)."""
+    a = empty((n,), dtype)
+    if n:
+        _zero[launch(n)](a)
+    return a
+
+
+class Checked:
+    """A kernel whose operands can be invalid in ways only the device sees (an index out of range). Its
+    ``fn`` takes one more argument, a one-element int32 ``status`` the device sets to 1 on such an
+    operand (the result is then undefined); the backend reads the status back with the outputs and
+    raises an IrcError naming the node and ``what`` went wrong (``reset`` clears it). The status is the
+    kernel's, so runs of one plan at the same time share it: a bad index fails one of them."""
+
+    def __init__(self, fn, what: str):
+        self.fn, self.what = fn, what
+        self.status = zeros(1, np.int32)
+
+    def __call__(self, *args):
+        return self.fn(*args, self.status)
+
+    def failed(self) -> bool:
+        """Whether a run since the last ``reset`` found a bad operand (one 4-byte copy to the host)."""
+        return bool(download(self.status)[0])
+
+    def reset(self) -> None:
+        _zero[1, 1](self.status)
 
 
 def host_kernel(node):

@@ -31,6 +31,7 @@ import math
 from numba import cuda
 
 from irc.kernels.cuda import npshim as np
+from irc.kernels.cuda.npshim import vexp
 '''
 
 
@@ -57,7 +58,7 @@ class DeviceElementwise:
         loads = [f"x{i} = a{i}[" + " + ".join(f"c{d} * strides[{i * rank + d}]" for d in range(rank)) + "]"
                  for i in sorted(self._used)]
         inner = ["r = i", *split, "c0 = r", *loads, *self._body, f"out[i] = {self._root}", "i += step"]
-        lines = ["@cuda.jit", f"def kernel(out, n, shape, strides{args}):",
+        lines = ["@cuda.jit(cache=True)", f"def kernel(out, n, shape, strides{args}):",
                  "    i = cuda.grid(1)", "    step = cuda.gridsize(1)", "    while i < n:",
                  *(f"        {s}" for s in inner)]
         return _HEADER.format(expr=self.tree) + "\n\n" + "\n".join(lines) + "\n"

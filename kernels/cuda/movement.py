@@ -1,23 +1,29 @@
-"""Data-movement ops on the device: views, and gathers through an index map made at lowering.
+"""Data-movement ops on the device: views, gathers through an index map made at lowering, and gather
+by indices computed at run time.
 
 reshape and its kin relabel a contiguous array: a view. Most other movement ops (transpose, slice,
 expand, tile, gather with constant indices, split, ...) are their numpy reference applied, once at
 lowering, to the array of every element's own position (``device.index_map``): the result says which
 source element each output element copies, and the device kernel is one gather. concat scatters each
-operand into its part of the output the same way. Where the op's other operands are only known at run
-time, the op runs on the host (``device.host_kernel``).
+operand into its part of the output the same way. ``gather`` whose indices come from the run (token
+ids into an embedding table) is a kernel of its own, which reports an index out of range through a
+status word the backend reads after the run (``device.Checked``). Where other ops' operands are only known at run time, the op runs on
+the host (``device.host_kernel``).
 """
+import math
+
 import numpy as np
+from numba import cuda
 
 from ...backend.cuda_registry import lowers
 from ...backend.registry import Kernel
 from ...ops import get
 from ...ops.registry import as_outputs
 from ...ops.tensor import norm_axis
-from .device import gather, host_kernel, index_map, scatter, static_shape, upload, empty
+from .device import Checked, empty, flat, gather, host_kernel, index_map, launch, scatter, static_shape, upload
 
 # ops whose reference, applied to an index map, yields one index map per result
-BY_INDEX_MAP = ("transpose", "slice", "expand", "tile", "gather", "gather_elements", "gather_nd",
+BY_INDEX_MAP = ("transpose", "slice", "expand", "tile", "gather_elements", "gather_nd",
                 "depth_to_space", "space_to_depth", "split", "compress", "reverse_sequence")
 
 
@@ -77,3 +83,40 @@ def lower_concat(node):
             scatter(x, i, out)
         return out
     return Kernel(run, algo="scatter")
+
+
+@cuda.jit(cache=True)
+def _take(x, idx, out, n, inner, status):
+    """out [outer, len(idx), inner][o, j, i] = x [outer, n, inner][o, idx[j], i], a negative index
+    counted from the end; an index outside [-n, n) sets status[0] and gives 0."""
+    t = cuda.grid(1)
+    step = cuda.gridsize(1)
+    m = idx.shape[0]
+    while t < out.shape[0]:
+        i = t % inner
+        o = t // (inner * m)
+        k = idx[(t // inner) % m]
+        k = k + n if k < 0 else k
+        if k < 0 or k >= n:
+            status[0] = 1
+            out[t] = 0
+        else:
+            out[t] = x[(o * n + k) * inner + i]
+        t += step
+
+
+@lowers("gather", family="movement")
+def lower_gather(node):
+    """Constant indices: an index map (``lower_by_index_map``); indices from the run: ``_take``."""
+    if node.inputs[1].const_value is not None or not node.inputs[0].type.is_static:
+        return lower_by_index_map(node)
+    shape, out_shape = static_shape(node.inputs[0], node), static_shape(node.outputs[0], node)
+    a = norm_axis(node.attrs["axis"], len(shape), "gather axis")
+    n, inner = shape[a], math.prod(shape[a + 1:])
+
+    def run(x, indices, status):
+        out = empty(out_shape, x.dtype)
+        if out.size:
+            _take[launch(out.size)](flat(x), flat(indices), flat(out), n, inner, status)
+        return out
+    return Kernel(Checked(run, f"gather indices out of range for an axis of size {n}"), algo="take")

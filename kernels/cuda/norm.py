@@ -1,10 +1,12 @@
-"""Normalizations on the device: softmax, layernorm, instance norm, batchnorm.
+"""Normalizations on the device: softmax, layernorm, instance and group norm, batchnorm, LRN.
 
-softmax and the statistics of layernorm/instance norm run one thread per row (the row read at a stride
-for softmax over a middle axis), in float64: max, sum of exp shifted by it, write (softmax); mean, then
-variance from the centered values, then the normalized row (norms). batchnorm is the per-channel affine
-x * a + b with a, b folded on the host at lowering when the statistics are constants (as they are after
-import), else computed on the host per run from the downloaded parameters. float32 only.
+softmax and the statistics of layernorm/instance norm/group norm run one thread per row (the row read at
+a stride for softmax over a middle axis), in float64: max, sum of exp shifted by it, write (softmax);
+mean, then variance from the centered values, then the normalized row (norms). The three norms differ
+only in what a row is and which scale/bias entry each of its elements takes (``_normalize``).
+batchnorm is the per-channel affine x * a + b with a, b folded on the host at lowering when the
+statistics are constants (as they are after import), else computed on the host per run from the
+downloaded parameters. LRN runs one thread per element over its window of channels. float32 only.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from ...ops.tensor import norm_axis
 from .device import broadcast_param, download, empty, flat, launch, require_float32, static_shape, upload
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _softmax(x, y, n, inner, log):
     """Softmax (or log-softmax) of x [outer, n, inner] along its middle axis; one thread per column."""
     t = cuda.grid(1)
@@ -41,11 +43,12 @@ def _softmax(x, y, n, inner, log):
         t += step
 
 
-@cuda.jit
-def _normalize(x, scale, bias, y, mean, invstd, n, channels, per_row, eps, has_bias):
-    """Rows of x [R, n] normalized to zero mean and unit variance, then * scale + bias: indexed by the
-    position in the row, or by the row's channel (r % channels) with ``per_row``. mean and invstd get
-    each row's statistics."""
+@cuda.jit(cache=True)
+def _normalize(x, scale, bias, y, mean, invstd, n, groups, per_group, spatial, eps, has_bias):
+    """Rows of x [R, n] normalized to zero mean and unit variance, then * scale + bias, element j of row
+    r taking entry (r % groups) * per_group + j // spatial: the position in the row for layernorm
+    (groups = 1, spatial = 1), the row's channel for instance norm (groups = channels, spatial = n), the
+    element's channel for group norm. mean and invstd get each row's statistics."""
     r = cuda.grid(1)
     step = cuda.gridsize(1)
     while r < mean.shape[0]:
@@ -62,13 +65,13 @@ def _normalize(x, scale, bias, y, mean, invstd, n, channels, per_row, eps, has_b
         mean[r] = mu
         invstd[r] = inv
         for j in range(n):
-            p = r % channels if per_row else j
+            p = (r % groups) * per_group + j // spatial
             v = (x[base + j] - mu) * inv * scale[p]
             y[base + j] = v + bias[p] if has_bias else v
         r += step
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _affine_channels(x, a, b, y, spatial, channels):
     """y[i] = x[i] * a[c] + b[c] with c = (i // spatial) % channels."""
     i = cuda.grid(1)
@@ -77,6 +80,41 @@ def _affine_channels(x, a, b, y, spatial, channels):
         c = (i // spatial) % channels
         y[i] = x[i] * a[c] + b[c]
         i += step
+
+
+@cuda.jit(cache=True)
+def _lrn(x, y, channels, spatial, size, alpha, beta, bias):
+    """y = x / (bias + alpha / size * sum of x^2 over channels c - (size - 1) // 2 .. c + size // 2,
+    clipped to [0, channels)) ** beta, for x [N, C, spatial]."""
+    i = cuda.grid(1)
+    step = cuda.gridsize(1)
+    lo = (size - 1) // 2
+    while i < y.shape[0]:
+        c = (i // spatial) % channels
+        base = i - c * spatial
+        s = float64(0)
+        for q in range(max(0, c - lo), min(channels, c - lo + size)):
+            v = float64(x[base + q * spatial])
+            s += v * v
+        y[i] = x[i] / (bias + alpha / size * s) ** beta
+        i += step
+
+
+@lowers("lrn", family="norm")
+def lower_lrn(node):
+    """LRN: one thread per element over its window of neighbouring channels."""
+    require_float32(node, node.inputs[0], node.outputs[0])
+    shape = static_shape(node.inputs[0], node)
+    at = node.attrs
+    args = (shape[1], math.prod(shape[2:]), int(at["size"]), float(at["alpha"]), float(at["beta"]),
+            float(at["bias"]))
+
+    def run(x):
+        y = empty(shape, np.float32)
+        if y.size:
+            _lrn[launch(y.size)](flat(x), flat(y), *args)
+        return y
+    return Kernel(run, algo="window")
 
 
 @lowers("softmax", "log_softmax", family="norm")
@@ -95,12 +133,12 @@ def lower_softmax(node):
     return Kernel(run, algo="rows")
 
 
-def _normalize_rows(x, scale, bias, rows, n, channels, per_row, eps):
+def _normalize_rows(x, scale, bias, rows, n, eps, groups=1, per_group=0, spatial=1):
     """(y, mean, invstd) of ``_normalize`` over x seen as [rows, n]; mean and invstd are [rows]."""
     y, mean, inv = empty(x.shape, np.float32), empty((rows,), np.float32), empty((rows,), np.float32)
     if rows and n:
         _normalize[launch(rows)](flat(x), flat(scale), flat(scale if bias is None else bias), flat(y), mean, inv,
-                                 n, channels, per_row, eps, bias is not None)
+                                 n, groups, per_group, spatial, eps, bias is not None)
     return y, mean, inv
 
 
@@ -115,21 +153,24 @@ def lower_layernorm(node):
 
     def run(x, scale, bias=None):
         bias = None if bias is None else broadcast_param(bias, row)
-        y, mean, inv = _normalize_rows(x, broadcast_param(scale, row), bias, math.prod(shape[:a]), n, 1,
-                                       False, eps)
+        y, mean, inv = _normalize_rows(x, broadcast_param(scale, row), bias, math.prod(shape[:a]), n, eps)
         return y, mean.reshape(stats), inv.reshape(stats)
     return Kernel(run, algo="rows")
 
 
-@lowers("instance_norm", family="norm")
-def lower_instance_norm(node):
-    """Rows of (image, channel) over the spatial dims; scale and bias per channel."""
+@lowers("instance_norm", "group_norm", family="norm")
+def lower_channel_norm(node):
+    """Rows of (image, channel group) over the group's channels and the spatial dims (one channel a
+    group for instance norm); scale and bias per channel."""
     require_float32(node, *node.inputs, node.outputs[0])
     shape = static_shape(node.inputs[0], node)
-    eps = float(node.attrs["epsilon"])
+    eps, channels, spatial = float(node.attrs["epsilon"]), shape[1], math.prod(shape[2:])
+    groups = node.attrs["num_groups"] if node.op == "group_norm" else channels
+    per_group = channels // groups
 
     def run(x, scale, bias):
-        return _normalize_rows(x, scale, bias, shape[0] * shape[1], math.prod(shape[2:]), shape[1], True, eps)[0]
+        return _normalize_rows(x, scale, bias, shape[0] * groups, per_group * spatial, eps, groups, per_group,
+                               spatial)[0]
     return Kernel(run, algo="rows")
 
 

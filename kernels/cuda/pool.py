@@ -28,7 +28,7 @@ def _taps(start, k, d, size, pad_end):
     return lo, max(hi, lo), padded
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _pool2d(x, y, geo, is_max, count_include_pad):
     """y [R, OH, OW] = max or mean of x [R, H, W] over each window; geo = (H, W, OH, OW, kh, kw, sh, sw,
     dh, dw, pad_top, pad_left, pad_bottom, pad_right)."""
@@ -57,7 +57,7 @@ def _pool2d(x, y, geo, is_max, count_include_pad):
         i += step
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _global_pool(x, y, size, is_max):
     """y[r] = max or mean of the row x[r * size:(r + 1) * size]."""
     r = cuda.grid(1)

@@ -60,7 +60,7 @@ def _fold(x, base, n, inner, mode):
     return acc
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _reduce(x, y, n, inner, mode, finish):
     """y[o * inner + i] = the finished fold of x [outer, n, inner] over its middle axis."""
     t = cuda.grid(1)

@@ -4,7 +4,9 @@ numba reads NUMBA_ENABLE_CUDASIM when it is first imported, so these tests run i
 own, started by tests/test_cuda.py (with the simulator, or on a real GPU); the file name keeps the main
 test session from collecting them. Shapes are tiny: the simulator runs every CUDA thread in Python.
 """
+import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -12,7 +14,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 import irc
 from irc.backend.cuda import device_status
-from irc.errors import UnsupportedError
 from irc.frontend import import_onnx
 from irc.ops.interpret import interpret
 from tests.util import assert_close, node_model, run_ort
@@ -22,7 +23,8 @@ if device_status() is not None:
 
 RNG = np.random.default_rng(7)
 # on the simulator the generated float32 exp runs as numpy scalars, which warn where a GPU just converts
-pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning"),
+              pytest.mark.filterwarnings("ignore:overflow encountered in exp:RuntimeWarning")]
 
 
 def f32(*shape):
@@ -109,6 +111,35 @@ CASES = [
     ("concat", "Concat", {"x": f32(2, 3), "y": f32(2, 2), "z": f32(2, 1)}, {"axis": 1}, {}, {}, ["scatter"]),
     ("reshape", "Reshape", {"x": f32(2, 6)}, {}, {"s": np.array([3, -1])}, {}, ["view"]),
     ("pad-on-host", "Pad", {"x": f32(2, 3)}, {"mode": "reflect"}, {"p": np.array([1, 0, 0, 2])}, {}, ["host"]),
+    ("gather-run-indices", "Gather", {"x": f32(5, 3), "i": np.array([[0, 4], [-1, 2]])}, {}, {}, {}, ["take"]),
+    ("gather-run-indices-axis-1", "Gather", {"x": f32(2, 4, 3), "i": np.array([3, -4, 1], np.int32)}, {"axis": 1},
+     {}, {}, ["take"]),
+    ("conv-transpose-strided", "ConvTranspose", {"x": f32(1, 3, 3, 4)},
+     {"strides": [2, 2], "pads": [1, 0, 0, 1], "output_padding": [1, 0]}, {"w": f32(3, 2, 3, 3), "b": f32(2)}, {},
+     ["implicit-gemm"]),
+    ("conv-transpose-grouped-dilated", "ConvTranspose", {"x": f32(2, 4, 3, 3)},
+     {"group": 2, "dilations": [2, 1], "strides": [1, 2]}, {"w": f32(4, 3, 2, 2)}, {}, None),
+    ("conv-transpose-weight-from-run", "ConvTranspose", {"x": f32(1, 2, 3, 3), "w": f32(2, 3, 2, 2)},
+     {"strides": [2, 2]}, {}, {}, None),
+    ("conv-transpose-same-upper", "ConvTranspose", {"x": f32(1, 2, 3, 3)}, {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+     {"w": f32(2, 2, 3, 3)}, {}, None),
+    ("resize-nearest", "Resize", {"x": f32(1, 2, 3, 4)}, {"mode": "nearest"},
+     {"roi": np.zeros(0, np.float32), "sc": np.array([1, 1, 2, 1.5], np.float32)}, {}, ["nearest"]),
+    ("resize-linear-half-pixel", "Resize", {"x": f32(1, 2, 3, 4)}, {"mode": "linear"},
+     {"roi": np.zeros(0, np.float32), "sc": np.array([1, 1, 2, 0.5], np.float32)}, {}, ["linear"]),
+    ("resize-linear-align-corners-sizes", "Resize", {"x": f32(2, 3, 4)},
+     {"mode": "linear", "coordinate_transformation_mode": "align_corners"},
+     {"roi": np.zeros(0, np.float32), "sc": np.zeros(0, np.float32), "sz": np.array([2, 5, 7])}, {}, None),
+    ("resize-cubic", "Resize", {"x": f32(1, 1, 4, 4)}, {"mode": "cubic"},
+     {"roi": np.zeros(0, np.float32), "sc": np.array([1, 1, 1.5, 2], np.float32)}, {}, None),
+    ("resize-scales-from-run", "Resize", {"x": f32(1, 2, 2, 3), "sc": np.array([1, 1, 2, 2], np.float32)},
+     {"mode": "nearest", "nearest_mode": "round_prefer_ceil", "coordinate_transformation_mode": "asymmetric"},
+     {"roi": np.zeros(0, np.float32)}, {"input_order": ["x", "roi", "sc"]}, None),
+    ("lrn-odd", "LRN", {"x": f32(2, 5, 3, 3)}, {"size": 3, "alpha": 0.5, "beta": 0.75, "bias": 2.0}, {}, {},
+     ["window"]),
+    ("lrn-wider-than-channels", "LRN", {"x": f32(1, 4, 2, 2)}, {"size": 7}, {}, {}, None),
+    ("group-norm", "GroupNormalization", {"x": f32(2, 6, 3, 3)}, {"num_groups": 3},
+     {"s": f32(6), "b": f32(6)}, {"opset": 21}, ["rows"]),
 ]
 
 
@@ -177,8 +208,124 @@ def test_small_cnn(batch):
     assert {"implicit-gemm", "depthwise", "gemm1x1", "window", "tiled-gemm"} <= set(algos)
 
 
-def test_small_attention():
-    check(small_attention(), {"x": f32(1, 4, 8)})
+def test_small_attention_runs_as_one_device_attention():
+    compiled = check(small_attention(), {"x": f32(1, 4, 8)})
+    assert "tiled-attention" in _algos(compiled, {"x": f32(1, 4, 8)})
+
+
+def attention_model(q, kt, v, mask=None, scale=None):
+    """softmax(q @ kt [* scale] [+ mask]) @ v written out op by op (which fusion makes one attention) over
+    graph inputs of those shapes."""
+    mk, names = helper.make_node, ["q", "kt", "v"] + (["mask"] if mask is not None else [])
+    nodes, x = [mk("MatMul", ["q", "kt"], ["s0"])], "s0"
+    if scale is not None:
+        nodes.append(mk("Mul", [x, "scale"], ["s1"]))
+        x = "s1"
+    if mask is not None:
+        nodes.append(mk("Add", [x, "mask"], ["s2"]))
+        x = "s2"
+    nodes += [mk("Softmax", [x], ["p"], axis=-1), mk("MatMul", ["p", "v"], ["y"])]
+    shapes = [q, kt, v] + ([mask] if mask is not None else [])
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(sh)) for n, sh in zip(names, shapes)]
+    inits = {} if scale is None else {"scale": np.float32(scale)}
+    return _model(nodes, inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+
+
+ATTENTION = [  # (id, q, kt, v, mask, scale)
+    ("heads-padding-mask", (2, 3, 4, 5), (2, 3, 5, 6), (2, 3, 6, 3), (2, 1, 1, 6), 0.4),
+    ("one-batch-axis-square-mask", (3, 9, 4), (3, 4, 9), (3, 9, 10), (9, 9), None),
+    ("no-batch-no-mask", (5, 17), (17, 3), (3, 4), None, 2.0),
+]
+
+
+@pytest.mark.parametrize("case", ATTENTION, ids=[c[0] for c in ATTENTION])
+def test_attention(case):
+    _, q, kt, v, mask, scale = case
+    feeds = {"q": f32(*q), "kt": f32(*kt), "v": f32(*v)}
+    if mask is not None:
+        feeds["mask"] = np.where(RNG.random(mask) < 0.3, -np.inf, f32(*mask)).astype(np.float32)
+        feeds["mask"].reshape(-1, mask[-1])[:, 0] = 0  # no row masked whole
+    compiled = check(attention_model(q, kt, v, mask, scale), feeds)
+    assert _algos(compiled, feeds) == ["tiled-attention"]
+
+
+def _algos(compiled, feeds):
+    return [s.algo for s in compiled.plan(feeds).steps]
+
+
+def tiny_unet():
+    """Encoder conv+BN+relu, max-pool, conv; decoder ConvTranspose and a linear Resize of the bottleneck,
+    both concatenated with the skip connection; 1x1 conv head."""
+    inits = {"w1": f32(4, 2, 3, 3) * 0.4, **_bn("bn1", 4), "w2": f32(8, 4, 3, 3) * 0.3, "b2": f32(8),
+             "wt": f32(8, 4, 2, 2) * 0.3, "bt": f32(4), "roi": np.zeros(0, np.float32),
+             "sc": np.array([1, 1, 2, 2], np.float32), "wh": f32(3, 16, 1, 1) * 0.3, "bh": f32(3)}
+    mk = helper.make_node
+    nodes = [
+        mk("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        mk("BatchNormalization", ["c1", "bn1_s", "bn1_b", "bn1_m", "bn1_v"], ["n1"]), mk("Relu", ["n1"], ["e1"]),
+        mk("MaxPool", ["e1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        mk("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]), mk("Relu", ["c2"], ["e2"]),
+        mk("ConvTranspose", ["e2", "wt", "bt"], ["up"], strides=[2, 2]),
+        mk("Resize", ["e2", "roi", "sc"], ["rs"], mode="linear"),
+        mk("Concat", ["up", "rs", "e1"], ["cat"], axis=1),
+        mk("Conv", ["cat", "wh", "bh"], ["y"]),
+    ]
+    return _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 8])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])], inits)
+
+
+def test_tiny_unet():
+    feeds = {"x": f32(1, 2, 8, 8)}
+    algos = _algos(check(tiny_unet(), feeds), feeds)
+    assert {"implicit-gemm", "linear", "scatter"} <= set(algos) and "host" not in algos
+
+
+def tiny_gpt(seq=5, d=8, heads=2, vocab=11):
+    """Token and position embeddings, LayerNormalization, two-head causal self-attention (the mask a
+    constant added to the scores), residual Add, a Gelu MLP, logits against the tied embedding."""
+    dh = d // heads
+    causal = np.triu(np.full((seq, seq), -np.inf, np.float32), 1)
+    inits = {"wte": f32(vocab, d), "wpe": f32(seq, d), "pos": np.arange(seq), "g": f32(d), "beta": f32(d),
+             "wq": f32(d, d) * 0.4, "wk": f32(d, d) * 0.4, "wv": f32(d, d) * 0.4, "wo": f32(d, d) * 0.4,
+             "scale": np.float32(1 / math.sqrt(dh)), "mask": causal, "heads": np.array([1, seq, heads, dh]),
+             "merged": np.array([1, seq, d]), "w1": f32(d, 2 * d) * 0.4, "w2": f32(2 * d, d) * 0.4}
+    inits["wte_t"] = np.ascontiguousarray(inits["wte"].T)
+    mk = helper.make_node
+    nodes = [
+        mk("Gather", ["wte", "ids"], ["tok"]), mk("Gather", ["wpe", "pos"], ["posv"]),
+        mk("Add", ["tok", "posv"], ["x"]), mk("LayerNormalization", ["x", "g", "beta"], ["h"], axis=-1),
+        *[mk("MatMul", ["h", w], [n]) for w, n in (("wq", "q0"), ("wk", "k0"), ("wv", "v0"))],
+        mk("Reshape", ["q0", "heads"], ["q1"]), mk("Transpose", ["q1"], ["q"], perm=[0, 2, 1, 3]),
+        mk("Reshape", ["k0", "heads"], ["k1"]), mk("Transpose", ["k1"], ["kt"], perm=[0, 2, 3, 1]),
+        mk("Reshape", ["v0", "heads"], ["v1"]), mk("Transpose", ["v1"], ["v"], perm=[0, 2, 1, 3]),
+        mk("MatMul", ["q", "kt"], ["s0"]), mk("Mul", ["s0", "scale"], ["s1"]), mk("Add", ["s1", "mask"], ["s"]),
+        mk("Softmax", ["s"], ["p"], axis=-1), mk("MatMul", ["p", "v"], ["o0"]),
+        mk("Transpose", ["o0"], ["o1"], perm=[0, 2, 1, 3]), mk("Reshape", ["o1", "merged"], ["o2"]),
+        mk("MatMul", ["o2", "wo"], ["o"]), mk("Add", ["x", "o"], ["r"]),
+        mk("MatMul", ["r", "w1"], ["m0"]), mk("Gelu", ["m0"], ["m1"], domain=""), mk("MatMul", ["m1", "w2"], ["m2"]),
+        mk("Add", ["r", "m2"], ["r2"]), mk("MatMul", ["r2", "wte_t"], ["y"]),
+    ]
+    return _model(nodes, [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, seq])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, seq, vocab])], inits, opset=20)
+
+
+def _ids(*values):
+    return {"ids": np.array([values], np.int64)}
+
+
+def test_tiny_gpt_block_with_causal_mask():
+    feeds = _ids(3, 0, 10, -2, 7)
+    algos = _algos(check(tiny_gpt(), feeds), feeds)
+    assert {"take", "tiled-attention", "tiled-gemm", "rows"} <= set(algos) and "host" not in algos
+
+
+def test_token_out_of_range_names_the_gather_then_the_model_runs_again():
+    model = tiny_gpt()
+    compiled = irc.compile(model, target="cuda")
+    with pytest.raises(irc.IrcError, match="node gather .*: gather indices out of range for an axis of size 11"):
+        compiled.run(_ids(3, 0, 11, 1, 2))
+    good = _ids(3, 0, 10, 1, 2)
+    assert_close(compiled.run(good)["y"], run_ort(model, good)[0], what="after the failed run")
 
 
 def _epilogue_model(producer, extra_inputs, tail, inits):
@@ -211,11 +358,20 @@ def test_fused_epilogue(case):
     assert len(steps) == 1 and steps[0].node.attrs.get("epilogue"), "the tail should be fused"
 
 
-def test_one_copy_in_per_input_and_one_out_per_output(monkeypatch):
-    """Constants go up when the plan is built; a run then uploads its inputs only, downloads its outputs only."""
+ARTIFACTS = json.loads(os.environ.get("IRC_CUDA_ARTIFACTS", "{}"))
+
+
+@pytest.mark.parametrize("name", sorted(ARTIFACTS))
+def test_whole_model_plans_every_step_on_the_device(name):
+    """A zoo or light_* model compiled for CUDA by the parent test (without a GPU), loaded here: every
+    step of its plan at batch 1 has a device kernel, nothing runs on the host."""
+    steps = irc.load(ARTIFACTS[name]).plan().steps
+    assert [f"{s.node.op} {s.node.name}" for s in steps if s.algo == "host"] == []
+
+
+def _transfers(monkeypatch, compiled, feeds):
+    """(uploads, downloads) of one run of ``compiled``, after a first run that built its plan."""
     from irc.kernels.cuda import device
-    compiled = irc.compile(small_cnn(), target="cuda")
-    feeds = {"x": f32(1, 3, 8, 8)}
     compiled.run(feeds)
     calls = {"up": 0, "down": 0}
     up, down = device.upload, device.download
@@ -228,7 +384,16 @@ def test_one_copy_in_per_input_and_one_out_per_output(monkeypatch):
     monkeypatch.setattr(device, "upload", count("up", up))
     monkeypatch.setattr(device, "download", count("down", down))
     compiled.run(feeds)
-    assert calls == {"up": 1, "down": 1}
+    return calls["up"], calls["down"]
+
+
+def test_one_copy_in_per_input_and_one_out_per_output(monkeypatch):
+    """Constants go up when the plan is built; a run then uploads its inputs only, downloads its outputs only."""
+    assert _transfers(monkeypatch, irc.compile(small_cnn(), target="cuda"), {"x": f32(1, 3, 8, 8)}) == (1, 1)
+
+
+def test_gpt_block_copies_its_ids_in_and_logits_out_plus_the_gather_status(monkeypatch):
+    assert _transfers(monkeypatch, irc.compile(tiny_gpt(), target="cuda"), _ids(1, 2, 3, 4, 5)) == (1, 2)
 
 
 def test_artifact_round_trip(tmp_path):
@@ -246,9 +411,3 @@ def test_float64_conv_names_the_node():
     compiled = irc.compile(model, target="cuda")
     with pytest.raises(irc.IrcError, match="conv_node.*f64 has no CUDA kernel"):
         compiled.run({"x": np.zeros((1, 2, 4, 4))})
-
-
-def test_op_without_a_cuda_kernel_fails_at_compile_naming_the_node():
-    model = node_model("LRN", {"x": f32(1, 3, 2, 2)}, {"size": 3})
-    with pytest.raises(UnsupportedError, match="no CUDA kernel: 'lrn_node' \\(lrn\\)"):
-        irc.compile(model, target="cuda")
