@@ -273,9 +273,22 @@ def cmd_info(args) -> int:
     hist = model.graph.op_counts()
     lines.append(f"nodes:           {sum(hist.values())} (+ {len(m['tensors'])} constants)")
     lines.extend(f"  {op:<20} {n}" for op, n in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+    lines.extend(_memory_lines(model, args.batch))
     lines.append(f"constant bytes:  {art.constant_bytes}")
     print("\n".join(lines))
     return 0
+
+
+def _memory_lines(model, batch: int) -> list:
+    """The activation memory of the model's plan with symbolic dims bound to ``batch``."""
+    from .runtime.model import example_inputs
+    mem = model.memory(example_inputs(model.graph, dim=batch))
+    shapes = ", ".join(f"{k}={v}" for k, v in mem["input_shapes"].items())
+    return [f"activation memory, for inputs {shapes}:",
+            f"  peak:          {mem['peak_bytes']} bytes ({mem['arena_bytes']} in the arena, "
+            f"{mem['unplanned_bytes']} at most in arrays kernels allocate each run)",
+            f"  intermediates: {mem['intermediate_bytes']} bytes summed ({mem['placed_values']} values in "
+            f"the arena, {mem['inplace_values']} of them in place)"]
 
 
 # -- argument parsing ---------------------------------------------------------------------------------
@@ -386,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", parents=[common], help="describe an artifact")
     i.add_argument("model", metavar="MODEL.bin")
+    i.add_argument("--batch", type=_positive, default=1, metavar="N",
+                   help="value of symbolic dims for the activation memory (default 1)")
     i.set_defaults(fn=cmd_info)
     return p
 

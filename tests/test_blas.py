@@ -53,7 +53,7 @@ def test_gemm_batched_broadcasts_a_stride_zero_batch(batch):
 
 @pytest.mark.skipif(not blas.AVAILABLE, reason="no CBLAS library loaded by numpy")
 def test_blas_is_single_threaded_inside_and_restored_after():
-    get = lambda: blas._threads_call(blas._THREAD_GETTERS)  # noqa: E731
+    get = blas.blas_threads
     before = get()
     barrier, seen = threading.Barrier(2), []
 

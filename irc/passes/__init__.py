@@ -7,13 +7,14 @@ turn reshapes into no-ops); ``cse`` then merges what folding made equal and ``dc
 ``fuse`` (written-out patterns into their ops, epilogues into conv/gemm/matmul), ``fuse-elementwise``
 (chains of elementwise ops into one node), then the conv algorithm choices ``depthwise`` and ``winograd``
 (the latter replaces the weight by its transform, so it runs after folding); each removes the weights it
-replaced. ``fuse-qdq`` runs before ``fuse``: it turns quantize/dequantize patterns into int8 kernels.
+replaced. ``plan-memory`` comes last: an analysis the executor repeats on each binding of the input shapes
+(it places the intermediate results in one reused arena).
 """
 from . import (cse, dce, depthwise, fold_batchnorm, fold_constants, fuse, fuse_qdq, infer_shapes,  # noqa: F401
-               simplify, winograd)
+               plan_memory, simplify, winograd)
 from .manager import ORDER, PASSES, PassManager, pipeline, register_pass
 
 ORDER.extend(["simplify", "fold-constants", "simplify", "cse", "dce",
-              "fold-batchnorm", "fuse-qdq", "fuse", "fuse-elementwise", "depthwise", "winograd"])
+              "fold-batchnorm", "fuse-qdq", "fuse", "fuse-elementwise", "depthwise", "winograd", "plan-memory"])
 
 __all__ = ["ORDER", "PASSES", "PassManager", "pipeline", "register_pass"]

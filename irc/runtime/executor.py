@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -80,13 +80,31 @@ def _backend(target: str):
 
 class Executor:
     """Runs a graph on the CPU (or, with target "cuda", the GPU); thread-safe (plans are immutable once
-    built, each run has its own env)."""
+    built; each run takes a frame of its plan that no other run uses meanwhile, see backend/cpu.py).
+    With ``plan_memory`` CPU plans put the results of the kernels that can write into buffers in one
+    arena per frame (the plan-memory pass)."""
 
-    def __init__(self, graph: Graph, target: str = "cpu"):
+    def __init__(self, graph: Graph, target: str = "cpu", plan_memory: bool = True):
         self.graph = graph
         self.backend = _backend(target)
+        self.plan_memory = plan_memory and target == "cpu"
         self._plans: "OrderedDict[tuple, object]" = OrderedDict()
         self._lock = threading.Lock()
+        self._dtypes = [(v.name, v.type.numpy_dtype) for v in graph.inputs]
+        self._last = None       # (input shapes, plan) of the last feeds that went through check_feeds
+
+    def bind(self, arrays: List[np.ndarray]) -> Graph:
+        """The graph specialized to the shapes of ``arrays`` (itself when they are its static shapes)."""
+        g = self.graph
+        if all(v.type.is_static and v.type.shape == a.shape for v, a in zip(g.inputs, arrays)):
+            return g
+        g = g.clone()
+        for v, a in zip(g.inputs, arrays):
+            v.type = TensorType(v.type.dtype, a.shape)
+        try:
+            return PassManager(BIND_PASSES).run(g)
+        except IrcError as e:
+            raise InputError(f"cannot run with input shapes {[list(a.shape) for a in arrays]}: {e}") from None
 
     def plan_for(self, arrays: List[np.ndarray]):
         sig = tuple((a.shape, a.dtype.str) for a in arrays)
@@ -96,26 +114,35 @@ class Executor:
                 self._plans.move_to_end(sig)
                 return plan
         harden_numba_cache()  # before any kernel of the plan is loaded from the on-disk cache
-        g = self.graph
-        if not all(v.type.is_static and v.type.shape == a.shape for v, a in zip(g.inputs, arrays)):
-            g = g.clone()
-            for v, a in zip(g.inputs, arrays):
-                v.type = TensorType(v.type.dtype, a.shape)
-            try:
-                g = PassManager(BIND_PASSES).run(g)
-            except IrcError as e:
-                raise InputError(f"cannot run with input shapes {[list(a.shape) for a in arrays]}: {e}") from None
+        g = self.bind(arrays)
         check_sizes(g)
-        plan = self.backend.lower(g)
+        plan = self.backend.lower(g, memory=True) if self.plan_memory else self.backend.lower(g)
         with self._lock:
             self._plans[sig] = plan
             while len(self._plans) > _PLAN_CACHE_SIZE:
                 self._plans.popitem(last=False)
         return plan
 
+    def _as_last(self, feeds, shapes) -> Optional[List[np.ndarray]]:
+        """The feeds in input order if they are C-contiguous arrays of the dtypes and ``shapes`` that
+        passed check_feeds last time (then they pass again: a few comparisons per input), else None."""
+        if type(feeds) is not dict or len(feeds) != len(shapes):
+            return None
+        arrays = [feeds.get(name) for name, _ in self._dtypes]
+        for a, (_, dt), shape in zip(arrays, self._dtypes, shapes):
+            if type(a) is not np.ndarray or a.dtype != dt or a.shape != shape or not a.flags.c_contiguous:
+                return None
+        return arrays
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> List[np.ndarray]:
-        arrays = check_feeds(self.graph, feeds)
-        plan = self.plan_for(arrays)
+        last = self._last
+        arrays = None if last is None else self._as_last(feeds, last[0])
+        if arrays is not None:
+            plan = last[1]
+        else:
+            arrays = check_feeds(self.graph, feeds)
+            plan = self.plan_for(arrays)
+            self._last = (tuple(a.shape for a in arrays), plan)
         threads.apply()
         with single_threaded_blas():
             return self.backend.execute(plan, arrays)

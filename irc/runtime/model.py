@@ -54,7 +54,15 @@ class CompiledModel:
         self.options = dict(options or {})
         self.artifact = None  # set by irc.load: the file's manifest and facts (irc.runtime.artifact.Artifact)
         _freeze_constants(graph)
-        self._executor = Executor(graph, target)
+        self._executor = Executor(graph, target, plan_memory=self.plans_memory)
+
+    @property
+    def plans_memory(self) -> bool:
+        """Whether the compile options' pipeline has plan-memory (runs then reuse one arena per plan)."""
+        from ..passes import PASSES
+        opts = self.options
+        return (opts.get("opt_level", 2) >= PASSES["plan-memory"].level
+                and "plan-memory" not in opts.get("disable_passes", ()))
 
     @property
     def input_names(self) -> List[str]:
@@ -73,6 +81,22 @@ class CompiledModel:
         from .executor import check_feeds
         arrays = check_feeds(self.graph, example_inputs(self.graph) if feeds is None else feeds)
         return self._executor.plan_for(arrays)
+
+    def memory(self, feeds: Optional[Mapping[str, np.ndarray]] = None) -> dict:
+        """The activation memory of the plan for ``feeds`` (default ``example_inputs``: symbolic dims
+        bound to 1): the input shapes it was made for and its ``MemoryPlan.summary()`` (peak bytes:
+        the arena plus the most bytes of results of kernels that allocate their own live at once;
+        intermediate bytes: every result that is not an output, summed). The CPU plan's own; for other
+        targets what the IR implies."""
+        from ..passes.plan_memory import plan_memory
+        from .executor import check_feeds
+        arrays = check_feeds(self.graph, example_inputs(self.graph) if feeds is None else feeds)
+        if self.target == "cpu":
+            mem = self._executor.plan_for(arrays).memory
+        else:
+            mem = plan_memory(self._executor.bind(arrays))
+        shapes = {v.name: list(a.shape) for v, a in zip(self.graph.inputs, arrays)}
+        return {"input_shapes": shapes, **mem.summary()}
 
     def warm(self) -> None:
         """Run on zero inputs so that every numba kernel the model needs is compiled into the on-disk

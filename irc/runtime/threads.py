@@ -23,6 +23,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+import threading
 from typing import Optional
 
 from ..errors import IrcError
@@ -56,6 +57,7 @@ def configure_env() -> None:
 
 
 def _max_threads() -> int:
+    """numba's pool size (fixed when numba loads)."""
     from numba import config
     return config.NUMBA_NUM_THREADS
 
@@ -78,11 +80,16 @@ def get_num_threads() -> int:
     return min(n, _max_threads())
 
 
+_applied = threading.local()  # the count this thread last gave numba (numba's count is per thread)
+
+
 def apply() -> int:
-    """Give numba's pool the current count and return it."""
-    import numba
+    """Give numba's pool the current count, when it changed for the calling thread, and return it."""
     n = get_num_threads()
-    numba.set_num_threads(n)
+    if getattr(_applied, "count", None) != n:  # (numba.set_num_threads costs microseconds)
+        import numba
+        numba.set_num_threads(n)
+        _applied.count = n
     return n
 
 

@@ -133,15 +133,23 @@ def gemm(a, b, c, beta):
     _xgemm(ta, tb, m, n, k, one, a, lda, b, ldb, c.dtype.type(beta), c, ldc)
 
 
-def _threads_call(names, *args):
-    if not AVAILABLE:
-        return None
-    for name in names:
+def _threads_function(names):
+    """The first of the CBLAS library's thread-count functions ``names`` it exports (int -> int), or None."""
+    for name in names if AVAILABLE else ():
         fn = getattr(_found[0], name, None)
         if fn is not None:
-            fn.restype = ctypes.c_int
-            return fn(*[ctypes.c_int(a) for a in args])
+            fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int] * (name in _THREAD_SETTERS)
+            return fn
     return None
+
+
+_get_threads = _threads_function(_THREAD_GETTERS)
+_set_threads = _threads_function(_THREAD_SETTERS)
+
+
+def blas_threads():
+    """BLAS's own thread count (None when irc cannot ask its library)."""
+    return None if _get_threads is None else _get_threads()
 
 
 _lock = threading.Lock()
@@ -156,10 +164,10 @@ class single_threaded_blas:
     def __enter__(self):
         global _active, _saved
         with _lock:
-            if _active == 0:
-                _saved = _threads_call(_THREAD_GETTERS)
-                if _saved is not None and _saved != 1:
-                    _threads_call(_THREAD_SETTERS, 1)
+            if _active == 0 and _set_threads is not None:
+                _saved = blas_threads()
+                if _saved != 1:
+                    _set_threads(1)
             _active += 1
         return self
 
@@ -167,8 +175,8 @@ class single_threaded_blas:
         global _active
         with _lock:
             _active -= 1
-            if _active == 0 and _saved is not None and _saved != 1:
-                _threads_call(_THREAD_SETTERS, _saved)
+            if _active == 0 and _set_threads is not None and _saved not in (None, 1):
+                _set_threads(_saved)
         return False
 
 

@@ -117,7 +117,6 @@ def _minimum(s: Site, a: str, b: str) -> str:
 # casts they vectorize. Range reductions and polynomials are Cephes' (expf, logf, tanhf, erff); erf
 # beyond 1 is Abramowitz-Stegun 7.1.26 (absolute error below 1.5e-7). float64 keeps libm.
 
-_EXP_P = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1)
 _TANH_P = (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1)
 _ERF_P = (7.853861353153693e-5, -8.010193625184903e-4, 5.188327685732524e-3, -2.685381193529856e-2,
           1.128358514861418e-1, -3.761262582423300e-1, 1.128379165726710)
@@ -134,25 +133,9 @@ def _poly(s: Site, x: str, coeffs: Sequence[float]) -> str:
     return text
 
 
-def _pow2(h: str) -> str:
-    """2**h for an integral float32 h in [-126, 127], built from its exponent bits."""
-    return f"np.int32((np.int32({h}) + np.int32(127)) << np.int32(23)).view(np.float32)"
-
-
 def _exp(s: Site, x: str) -> str:
-    """e**x of the variable ``x``: x = n*ln2 + r, e**r by a polynomial, 2**n as two halves (so that
-    results near overflow and in the subnormal range stay exact), inf/0 beyond, NaN kept."""
-    if s.ct != "f32":
-        return f"math.exp({x})"
-    k = s.k
-    c = s.tmp(f"min(max({x}, {k(-103.9)}), {k(88.72283)})")
-    n = s.tmp(f"np.floor({c} * {k(1.4426950408889634)} + {k(0.5)})")
-    r = s.tmp(f"{c} - {n} * {k(0.693359375)} + {n} * {k(2.12194440e-4)}")
-    p = s.tmp(_poly(s, r, _EXP_P))
-    h = s.tmp(f"np.floor({n} * {k(0.5)})")
-    y = s.tmp(f"({p} * {r} * {r} + {r} + {k(1)}) * {_pow2(h)} * {_pow2(f'{n} - {h}')}")
-    return s.tmp(f"{x} if {x} != {x} else ({k(np.inf)} if {x} > {k(88.72283)} else "
-                 f"({y} if {x} >= {k(-103.9)} else {k(0)}))")
+    """e**x of the variable ``x``: float32 through ``vmath.vexp`` (spelled out so the loop vectorizes)."""
+    return s.tmp(f"vexp({x})") if s.ct == "f32" else f"math.exp({x})"
 
 
 def _tanh(s: Site, x: str) -> str:
@@ -483,6 +466,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from irc.kernels.cpu.vmath import vexp
 '''
 
 
@@ -632,18 +617,51 @@ class ElementwiseKernel:
         kind = plan.kind if plan.kind == "flat" else f"nd{plan.rank}"
         return f"{kind} {plan.pattern} {'parallel' if plan.parallel(size) else 'serial'}"
 
+    def _launch(self, out: np.ndarray, arrays: List[np.ndarray]):
+        """``(loop function, args)`` writing the result over the checked operands ``arrays`` into ``out``
+        (C-contiguous, of the broadcast shape and the compute dtype)."""
+        plan = self._plan(arrays)
+        if out.shape != plan.shape:
+            raise IrcError(f"elementwise kernel {self.tree}: result buffer of shape {list(out.shape)}, "
+                           f"the operands broadcast to {list(plan.shape)}")
+        if out.size == 0:
+            return _nothing, ()
+        fn = getattr(self._module(plan), "parallel" if plan.parallel(out.size) else "serial")
+        bufs = [readonly_buffer(a) for a in arrays]
+        if plan.kind == "flat":
+            return fn, (out.reshape(-1), *bufs)
+        return fn, (out.reshape(-1), plan.loop_shape, plan.loop_strides, *bufs)
+
     def __call__(self, *arrays) -> np.ndarray:
         arrays = self._operands(arrays)
-        plan = self._plan(arrays)
-        out = np.empty(plan.shape, self._buf_np)
-        if out.size:
-            fn = getattr(self._module(plan), "parallel" if plan.parallel(out.size) else "serial")
-            bufs = [readonly_buffer(a) for a in arrays]
-            if plan.kind == "flat":
-                fn(out.reshape(-1), *bufs)
-            else:
-                fn(out.reshape(-1), plan.loop_shape, plan.loop_strides, *bufs)
+        out = np.empty(self._plan(arrays).shape, self._buf_np)
+        fn, args = self._launch(out, arrays)
+        fn(*args)
         return out if self._buf_np == self._out_np else out.astype(self._out_np)
+
+    # the output-buffer protocol (backend/registry.py: Kernel): the loops read each element of an operand
+    # before writing the same element of the result, so the result may overwrite an operand
+    inplace = True
+
+    def into(self, out: np.ndarray, *arrays) -> None:
+        """Write the result into ``out`` (C-contiguous, the result's shape and dtype)."""
+        if self._buf_np != self._out_np:    # float16: computed in float32, rounded into out
+            out[...] = self(*arrays)
+            return
+        fn, args = self._launch(out, self._operands(arrays))
+        fn(*args)
+
+    def bind(self, out: np.ndarray, *arrays):
+        """``(call, args)`` doing ``into(out, *arrays)`` for arrays that stay where they are: the loop
+        function with its operands already flattened and read-only (no Python work left per call)."""
+        checked = self._operands(arrays)
+        if self._buf_np != self._out_np or any(c is not a for c, a in zip(checked, arrays)):
+            return self.into, (out, *arrays)    # an operand converted or copied: redo it every run
+        return self._launch(out, checked)
+
+
+def _nothing() -> None:
+    """The call of an empty result."""
 
 
 def memoized(make: Callable) -> Callable:
@@ -669,7 +687,14 @@ def lower_with(node, make: Callable) -> Kernel:
     k = make(Expr.of_node(node), [v.type.dtype for v in node.inputs if v is not None])
     if k.out_dtype != node.outputs[0].type.dtype:
         raise IrcError(f"kernel computes {k.out_dtype}, the node's result is {node.outputs[0].type}")
-    return Kernel(lambda *arrays: k(*(a for a in arrays if a is not None)))
+    if None not in node.inputs:
+        return Kernel(k, views=())
+
+    def present(arrays):
+        return [a for a in arrays if a is not None]
+    return Kernel(lambda *arrays: k(*present(arrays)), views=(), inplace=k.inplace,
+                  into=lambda out, *arrays: k.into(out, *present(arrays)),
+                  bind=lambda out, *arrays: k.bind(out, *present(arrays)))
 
 
 @lowers(*TEMPLATES, family="elementwise")

@@ -40,23 +40,25 @@ def numpy_kernel(node) -> Kernel:
 
 @lowers("identity", family="movement", numba=False)
 def lower_identity(node):
-    return Kernel(lambda x, *_: x)
+    """Operand 0 itself (a view the executor binds once when the operand stays put)."""
+    return Kernel(lambda x, *_: x, views=(0,), view=True)
 
 
 @lowers("shape", family="movement", numba=False)
 def lower_shape(node):
     start, end = node.attrs["start"], node.attrs["end"]
-    return Kernel(lambda x: np.array(x.shape[start:end], dtype=np.int64))
+    return Kernel(lambda x: np.array(x.shape[start:end], dtype=np.int64), views=())
 
 
 @lowers("reshape", "flatten", "squeeze", "unsqueeze", family="movement", numba=False)
 def lower_reshape(node):
-    """Ops that relabel the dims of a contiguous array: a view with the static result shape when it is known."""
+    """Ops that relabel the dims of a contiguous array: a view with the static result shape when it is
+    known (bound once by the executor when the operand stays put), else the reference."""
     t = node.outputs[0].type
     if not t.is_static:
         return numpy_kernel(node)
     shape = t.shape
-    return Kernel(lambda x, *_: np.asarray(x, order="C").reshape(shape), algo="view")
+    return Kernel(lambda x, *_: np.asarray(x, order="C").reshape(shape), algo="view", views=(0,), view=True)
 
 
 # ops whose numpy reference is their kernel

@@ -1,24 +1,43 @@
-"""Norm kernels: normalizations, batchnorm's channel affine map, LRN and softmax.
+"""Norm kernels: normalizations, batchnorm's channel affine map, LRN, softmax and log-softmax.
 
-- ``_normalize`` serves instance_norm, group_norm and layernorm: x is viewed as [N, G, L, S] where each
-  (n, g) row of L*S contiguous elements is normalized (mean and variance in float64, two passes over
-  the row while it is in cache), then mapped by scale[g, l] and bias[g, l]: group norm is [N, G, C/G,
-  spatial], instance norm [N, C, 1, spatial], layernorm [outer, 1, normalized size, 1].
+- ``_normalize_rows`` serves layernorm, instance_norm and group_norm: x is viewed as [R, L, S] where
+  each row of L*S contiguous elements is normalized (mean and variance accumulated in float64, two
+  passes over the row while it is in cache), then mapped by the row's group's scale[g, l] and bias[g, l]
+  (g = r % G): layernorm is [outer, inner, 1] with G = 1, group norm [N*G, C/G, spatial], instance norm
+  [N*C, 1, spatial]. Constant scale and bias are packed once, in x's dtype.
 - ``_affine_channels``: batchnorm, y = x * a[m] + b[m] over [N, M, S] (a, b folded from the statistics
   once when they are constants).
-- ``_softmax_rows``: softmax / log-softmax of each row of an [outer, axis] view; an axis that is not last
-  is moved last first (a copy) and the result moved back. exp is evaluated by ``_exp_below_zero``, a
-  polynomial that vectorizes (numba's math.exp is a scalar libm call, several times slower here).
-Rows run in parallel. Parameters are float64, so each kernel has one signature per operand float type.
+- ``_softmax_rows``: softmax / log-softmax along axis 1 of an [outer, n, inner] view (no copy for any
+  axis): rows of contiguous elements when inner is 1, else columns vectorized along inner. exp is
+  ``vmath.vexp``, which vectorizes for float32. ``softmax_row`` and ``exp_shifted_sum`` are also the
+  softmax of the attention kernel (fused.py).
+
+Row kernels run serially on small tensors (a kernel call then costs about a microsecond) and split their
+rows across numba's pool from a size where waking the pool pays for itself (measured: softmax, bound by
+its exp, gains from about 32K elements; the normalizations, bound by memory, only on tensors too big for
+a core's L2 yet within L3).
+Operands reach the kernels C-contiguous and read-only (``frozen``), one signature per float dtype.
 """
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from ...backend.registry import Kernel, lowers
 from ...ops.tensor import norm_axis
+from .gemm import frozen
 from .pool import FAST, float_operand
+from .vmath import vexp, vmax
+
+# elements from which a row kernel splits its rows across numba's pool
+SOFTMAX_PARALLEL_MIN = 1 << 15
+NORMALIZE_PARALLEL_MIN = 1 << 18
+
+
+def _threads(size: int, minimum: int) -> int:
+    """Workers a row kernel over ``size`` elements uses: 1 below ``minimum``."""
+    return numba.get_num_threads() if size >= minimum else 1
 
 
 def _params(*arrays):
@@ -26,25 +45,36 @@ def _params(*arrays):
     return [None if a is None else np.array(a, dtype=np.float64) for a in arrays]
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
-def _normalize(x, scale, bias, eps, y, mean, invstd):
-    """y[n, g, l, s] = (x - mean[n, g]) * invstd[n, g] * scale[g, l] + bias[g, l], statistics of x[n, g]."""
-    n_n, n_g, n_l, n_s = x.shape
+# --- layernorm, group norm, instance norm -----------------------------------------------------------
+
+@njit(cache=True, fastmath=FAST)
+def _moments(row, eps):
+    """(mean, 1 / sqrt(variance + eps)) of a contiguous row, accumulated in float64."""
+    total = 0.0
+    for i in range(row.shape[0]):
+        total += row[i]
+    m = total / row.shape[0]
+    sq = 0.0
+    for i in range(row.shape[0]):
+        d = row[i] - m
+        sq += d * d
+    return m, 1.0 / math.sqrt(sq / row.shape[0] + eps)
+
+
+@njit(cache=True, fastmath=FAST)
+def _normalize_rows(x, scale, bias, eps, y, mean, invstd, lo, hi):
+    """Rows lo..hi of x [R, L, S]: y = (x - mean) * invstd * scale[g, l] + bias[g, l] with g = r % G
+    (scale and bias [G, L], x's dtype); the row statistics go to mean[r], invstd[r] (x's dtype, so the
+    row loops compute in it)."""
+    n_g, n_l = scale.shape
+    n_s = x.shape[2]
     size = n_l * n_s
-    for r in prange(n_n * n_g):
-        n, g = r // n_g, r % n_g
-        row, out = x[n, g].reshape(size), y[n, g].reshape(size)
-        total = 0.0
-        for i in range(size):
-            total += row[i]
-        m = total / size
-        sq = 0.0
-        for i in range(size):
-            d = row[i] - m
-            sq += d * d
-        inv = 1.0 / math.sqrt(sq / size + eps)
-        mean[n, g], invstd[n, g] = m, inv
-        sc, bi = scale[g], bias[g]
+    xs, ys = x.reshape(x.shape[0], size), y.reshape(y.shape[0], size)
+    for r in range(lo, hi):
+        row, out = xs[r], ys[r]
+        mean[r], invstd[r] = _moments(row, eps)
+        m, inv = mean[r], invstd[r]
+        sc, bi = scale[r % n_g], bias[r % n_g]
         if n_s == 1:
             for l in range(n_l):
                 out[l] = (row[l] - m) * (inv * sc[l]) + bi[l]
@@ -52,62 +82,95 @@ def _normalize(x, scale, bias, eps, y, mean, invstd):
             for l in range(n_l):
                 a = inv * sc[l]
                 b = bi[l] - m * a
-                src, dst = row[l * n_s:(l + 1) * n_s], out[l * n_s:(l + 1) * n_s]
-                for i in range(n_s):
-                    dst[i] = src[i] * a + b
+                for i in range(l * n_s, (l + 1) * n_s):
+                    out[i] = row[i] * a + b
 
 
-def normalize(x: np.ndarray, groups: int, channels: int, scale, bias, eps: float):
-    """Run ``_normalize`` on x viewed as [x.shape[0], groups, channels / groups, rest]; scale and bias
-    are per channel ([channels] or broadcastable to it). Returns (y in the compute dtype, mean, invstd)."""
-    xf = float_operand(x)
-    n = x.shape[0]
-    view = xf.reshape(n, groups, channels // groups, -1)
-    per_group = (groups, channels // groups)
-    sc, bi = _params(np.broadcast_to(scale, (channels,)).reshape(per_group),
-                     np.zeros(per_group) if bias is None else np.broadcast_to(bias, (channels,)).reshape(per_group))
-    y = np.empty_like(view)
-    mean, invstd = np.empty((n, groups)), np.empty((n, groups))
-    _normalize(view, sc, bi, float(eps), y, mean, invstd)
-    return y.reshape(x.shape), mean, invstd
+@njit(cache=True, parallel=True)
+def _normalize(x, scale, bias, eps, y, mean, invstd, tasks):
+    """``_normalize_rows`` over all rows: in ``tasks`` parallel slices, or serially (numba's pool left
+    asleep) for one."""
+    rows = x.shape[0]
+    if tasks == 1:
+        _normalize_rows(x, scale, bias, eps, y, mean, invstd, 0, rows)
+    else:
+        for t in prange(tasks):
+            _normalize_rows(x, scale, bias, eps, y, mean, invstd, t * rows // tasks, (t + 1) * rows // tasks)
+
+
+def pack_params(scale, bias, groups: int, dtype) -> tuple:
+    """scale and bias (None: zeros) as frozen [groups, per group] arrays of ``dtype``."""
+    sc = np.asarray(scale).reshape(groups, -1)
+    bi = np.zeros_like(sc) if bias is None else np.asarray(bias).reshape(groups, -1)
+    return frozen(sc, dtype), frozen(bi, dtype)
+
+
+def normalize(xf: np.ndarray, rows: int, params: tuple, eps: float):
+    """``_normalize_rows`` over a float operand viewed as [rows, L, S] (L from the packed ``params``);
+    returns (y, mean [rows], invstd [rows]) in its dtype."""
+    xf = frozen(xf, None)
+    per_row = rows * params[0].shape[1]
+    view = xf.reshape(rows, params[0].shape[1], xf.size // per_row if per_row else 1)
+    y = np.empty(view.shape, xf.dtype)
+    mean, invstd = np.empty(rows, xf.dtype), np.empty(rows, xf.dtype)
+    if xf.size:
+        tasks = min(rows, _threads(xf.size, NORMALIZE_PARALLEL_MIN))
+        _normalize(view, *params, float(eps), y, mean, invstd, tasks)
+    return y.reshape(xf.shape), mean, invstd
+
+
+def _channel_norm(node, groups_of):
+    """The kernel of instance_norm / group_norm: per (sample, group) statistics, ``groups_of(x)`` groups
+    of the channels (axis 1), scale and bias per channel."""
+    dtype, eps = node.outputs[0].type.numpy_dtype, node.attrs["epsilon"]
+
+    def run(x, scale, bias):
+        xf, groups = float_operand(x), groups_of(x)
+        params = pack_params(scale, bias, groups, xf.dtype)
+        return normalize(xf, x.shape[0] * groups, params, eps)[0].astype(dtype, copy=False)
+    return Kernel(run)
 
 
 @lowers("instance_norm", family="norm")
 def lower_instance_norm(node):
     """Per (sample, channel) statistics over the spatial dims."""
-    dtype, eps = node.outputs[0].type.numpy_dtype, node.attrs["epsilon"]
-
-    def run(x, scale, bias):
-        return normalize(x, x.shape[1], x.shape[1], scale, bias, eps)[0].astype(dtype, copy=False)
-    return Kernel(run)
+    return _channel_norm(node, lambda x: x.shape[1])
 
 
 @lowers("group_norm", family="norm")
 def lower_group_norm(node):
     """Per (sample, group) statistics over the group's channels and the spatial dims."""
-    dtype, eps, groups = node.outputs[0].type.numpy_dtype, node.attrs["epsilon"], node.attrs["num_groups"]
-
-    def run(x, scale, bias):
-        return normalize(x, groups, x.shape[1], scale, bias, eps)[0].astype(dtype, copy=False)
-    return Kernel(run)
+    groups = node.attrs["num_groups"]
+    return _channel_norm(node, lambda x: groups)
 
 
 @lowers("layernorm", family="norm")
 def lower_layernorm(node):
-    """Statistics over the dims from ``axis`` on: rows of an [outer, inner] view."""
+    """Statistics over the dims from ``axis`` on: rows of an [outer, inner, 1] view. Constant scale and
+    bias are packed once per normalized shape."""
     dtype, eps = node.outputs[0].type.numpy_dtype, node.attrs["epsilon"]
     u, axis = node.outputs[1].type.numpy_dtype, node.attrs["axis"]
+    constant = all(v is None or v.const_value is not None for v in node.inputs[1:])
+    packed = {}
+
+    def params(xf, a, scale, bias):
+        key = xf.shape[a:]
+        p = packed.get(key) if constant else None
+        if p is None:
+            sc = np.broadcast_to(scale, key)
+            bi = None if bias is None else np.broadcast_to(bias, key)
+            p = pack_params(sc, bi, 1, xf.dtype)
+            if constant:
+                packed[key] = p
+        return p
 
     def run(x, scale, bias=None):
         a = norm_axis(axis, x.ndim, "layernorm axis")
-        inner = math.prod(x.shape[a:])
-        flat = x.reshape(-1, inner, 1)
-        sc = np.broadcast_to(scale, x.shape[a:]).reshape(-1)
-        bi = None if bias is None else np.broadcast_to(bias, x.shape[a:]).reshape(-1)
-        y, mean, inv = normalize(flat, 1, inner, sc, bi, eps)
+        xf = float_operand(x)
+        y, mean, inv = normalize(xf, math.prod(x.shape[:a]), params(xf, a, scale, bias), eps)
         stats = x.shape[:a] + (1,) * (x.ndim - a)
-        return y.reshape(x.shape).astype(dtype, copy=False), mean.reshape(stats).astype(u), \
-            inv.reshape(stats).astype(u)
+        return y.astype(dtype, copy=False), mean.reshape(stats).astype(u, copy=False), \
+            inv.reshape(stats).astype(u, copy=False)
     return Kernel(run)
 
 
@@ -178,77 +241,101 @@ def lower_lrn(node):
     return Kernel(run)
 
 
-SOFTMAX_BLOCK = 1 << 14   # elements of rows per parallel task
-LOG2E, LN2 = 1.4426950408889634, 0.6931471805599453
-# 1/k! for k = 0..9: exp on [-ln2/2, ln2/2] to a relative error below 3e-10
-EXP_TAYLOR = (1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320, 1.0 / 362880)
-
-
-@njit(cache=True, fastmath=FAST | {"nnan"})
-def _row_max(row):
-    """max of a row (vectorizes; a NaN in the row makes the softmax NaN anyway through exp)."""
-    top = -np.inf
-    for i in range(row.shape[0]):
-        v = row[i]
-        top = v if v > top else top
-    return top
-
+# --- softmax, log-softmax -------------------------------------------------------------------------
 
 @njit(cache=True, fastmath=FAST)
-def _exp_below_zero(src, shift, out, frac, bits):
-    """out[i] = exp(src[i] - shift) for src[i] <= shift, and their sum. No libm call, so it vectorizes:
-    exp(v) = 2**k * exp(r) with k = round(v / ln2), |r| <= ln2/2 (polynomial), 2**k built from its
-    exponent bits in an int64 buffer viewed as float64; below 2**-1022 the result is 0."""
+def exp_shifted_sum(src, shift, out):
+    """out[i] = exp(src[i] - shift), and their sum (in the rows' dtype: partial sums of at most 1 each,
+    which a float64 accumulator would make about twice as slow); src and out must not overlap (the loop
+    vectorizes only where they do not)."""
+    total = out.dtype.type(0)
     for i in range(src.shape[0]):
-        t = (src[i] - shift) * LOG2E
-        t = -1023.0 if t < -1022.0 else t   # (a NaN stays NaN)
-        k = np.floor(t + 0.5)
-        frac[i] = (t - k) * LN2
-        bits[i] = (np.int64(k if k == k else 0.0) + 1023) << 52
-    scale = bits.view(np.float64)
-    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = EXP_TAYLOR
-    total = 0.0
-    for i in range(src.shape[0]):
-        r = frac[i]
-        p = c0 + r * (c1 + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * (c6 + r * (c7 + r * (c8 + r * c9))))))))
-        e = p * scale[i]
+        e = vexp(src[i] - shift)
         out[i] = e
         total += e
     return total
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
-def _softmax_rows(x, y, log, block):
-    """Each row of y: softmax (or log-softmax) of the row of x, shifted by the row's max; rows run in
-    parallel blocks of ``block`` rows sharing scratch buffers."""
-    rows, n = x.shape
-    for b in prange((rows + block - 1) // block):
-        frac, bits = np.empty(n), np.empty(n, np.int64)
-        for r in range(b * block, min(rows, (b + 1) * block)):
-            row, out = x[r], y[r]
-            top = _row_max(row)
-            total = _exp_below_zero(row, top, out, frac, bits)
-            if log:
-                shift = top + math.log(total)
-                for i in range(n):
-                    out[i] = row[i] - shift
-            else:
-                inv = 1.0 / total
-                for i in range(n):
-                    out[i] *= inv
+@njit(cache=True, fastmath=FAST)
+def softmax_row(src, out, log):
+    """out = softmax(src) (log-softmax when ``log``), shifted by the row's max; src and out apart."""
+    top = vmax(src)
+    total = exp_shifted_sum(src, top, out)
+    if log:
+        shift = top + math.log(total)
+        for i in range(src.shape[0]):
+            out[i] = src[i] - shift
+    else:
+        inv = out.dtype.type(1) / total
+        for i in range(src.shape[0]):
+            out[i] *= inv
+
+
+@njit(cache=True, fastmath=FAST)
+def _softmax_columns(x, y, log, top, total):
+    """Softmax along axis 0 of x [n, inner] into y, vectorized along inner (top, total: scratch)."""
+    n, inner = x.shape
+    for i in range(inner):
+        top[i] = x[0, i]
+        total[i] = 0.0
+    for k in range(1, n):
+        for i in range(inner):
+            v = x[k, i]
+            top[i] = v if v > top[i] else top[i]
+    for k in range(n):
+        for i in range(inner):
+            e = vexp(x[k, i] - top[i])
+            y[k, i] = e
+            total[i] += e
+    for i in range(inner):
+        total[i] = top[i] + math.log(total[i]) if log else 1 / total[i]
+    for k in range(n):
+        for i in range(inner):
+            y[k, i] = x[k, i] - total[i] if log else y[k, i] * total[i]
+
+
+@njit(cache=True, fastmath=FAST)
+def _softmax_rows(x, y, log, lo, hi):
+    """Softmax (log-softmax when ``log``) along axis 1 of x[lo:hi] ([outer, n, inner]) into y."""
+    outer, n, inner = x.shape
+    if inner == 1:
+        xs, ys = x.reshape(outer, n), y.reshape(outer, n)
+        for r in range(lo, hi):
+            softmax_row(xs[r], ys[r], log)
+    else:
+        top, total = np.empty(inner, x.dtype), np.empty(inner)
+        for r in range(lo, hi):
+            _softmax_columns(x[r], y[r], log, top, total)
+
+
+@njit(cache=True, parallel=True)
+def _softmax(x, y, log, tasks):
+    """``_softmax_rows`` over all rows: in ``tasks`` parallel slices, or serially for one."""
+    rows = x.shape[0]
+    if tasks == 1:
+        _softmax_rows(x, y, log, 0, rows)
+    else:
+        for t in prange(tasks):
+            _softmax_rows(x, y, log, t * rows // tasks, (t + 1) * rows // tasks)
 
 
 @lowers("softmax", "log_softmax", family="norm")
 def lower_softmax(node):
-    """Rows of the operand with the axis last (moved there by a copy when it is not)."""
+    """Along the axis of an [outer, n, inner] view of the operand; float32 and float64 results are
+    written straight into the result buffer the executor gives (``into``)."""
     dtype, axis, log = node.outputs[0].type.numpy_dtype, node.attrs["axis"], node.op == "log_softmax"
 
-    def run(x):
+    def into(out, x):
         a = norm_axis(axis, x.ndim, f"{node.op} axis")
-        moved = float_operand(np.moveaxis(x, a, -1))
-        y = np.empty_like(moved)
-        if x.size:
-            n = x.shape[a]
-            _softmax_rows(moved.reshape(-1, n), y.reshape(-1, n), log, max(1, SOFTMAX_BLOCK // n))
-        return np.ascontiguousarray(np.moveaxis(y, -1, a)).astype(dtype, copy=False)
-    return Kernel(run)
+        rows = (math.prod(x.shape[:a]), x.shape[a], math.prod(x.shape[a + 1:]))
+        if out.size:
+            y = out.reshape(rows)
+            _softmax(frozen(float_operand(x), None).reshape(rows), y, log,
+                     min(rows[0], _threads(y.size, SOFTMAX_PARALLEL_MIN)))
+
+    def run(x):
+        xf = float_operand(x)
+        y = np.empty(x.shape, xf.dtype)
+        into(y, xf)
+        return y.astype(dtype, copy=False)
+    return Kernel(run, into=into if dtype in (np.float32, np.float64) else None)
