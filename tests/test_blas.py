@@ -4,9 +4,12 @@ import threading
 
 import numpy as np
 import pytest
+from onnx import helper
 
+import irc
 from irc.kernels.cpu import blas
 from irc.kernels.cpu.gemm import gemm_batched, gemm_parallel
+from tests.util import check_model, graph_model
 
 # small ones run on the calling thread; (40, 70, 300) splits columns and (300, 50, 40) rows across the pool
 SHAPES = [(1, 1, 1), (7, 5, 9), (3, 64, 200), (130, 17, 2), (64, 1, 33), (40, 70, 300), (300, 50, 40)]
@@ -68,3 +71,58 @@ def test_blas_is_single_threaded_inside_and_restored_after():
     for t in threads:
         t.join()
     assert seen == [1, 1] and get() == before
+
+
+# -- the fused GEMM kernel (bias row and relu/clip inside the GEMM): which path runs, and its results ------
+
+def _epilogue_nodes(act, src):
+    if act == "relu":
+        return [helper.make_node("Relu", [src], ["y"])]
+    if act == "clip":
+        return [helper.make_node("Clip", [src, "lo", "hi"], ["y"])]
+    return [helper.make_node("Identity", [src], ["y"])]
+
+
+CLIP_BOUNDS = {"lo": np.array(-0.5, np.float32), "hi": np.array(0.75, np.float32)}
+
+
+@pytest.mark.parametrize("act", ["none", "relu", "clip"])
+@pytest.mark.parametrize("c_shape,trans_b,alpha,beta,fused", [
+    ((48,), 1, 1.0, 1.0, True), ((1, 48), 0, 0.5, 2.0, True), (None, 1, 1.5, 1.0, True),
+    ((5, 48), 0, 1.0, 1.0, False), ((5, 1), 1, 2.0, 0.5, False)])
+def test_gemm_bias_and_clamp(act, c_shape, trans_b, alpha, beta, fused):
+    rng = np.random.default_rng(len(act))
+    consts = {"w": rng.standard_normal((48, 600) if trans_b else (600, 48)).astype(np.float32), **CLIP_BOUNDS}
+    operands = ["x", "w"]
+    if c_shape is not None:
+        consts["c"] = rng.standard_normal(c_shape).astype(np.float32)
+        operands.append("c")
+    nodes = [helper.make_node("Gemm", operands, ["g"], alpha=alpha, beta=beta, transB=trans_b)]
+    model = graph_model("gemm", nodes + _epilogue_nodes(act, "g"), {"x": [5, 600]}, {"y": [5, 48]}, consts)
+    x = rng.standard_normal((5, 600)).astype(np.float32)
+    x[0, 0] = np.nan  # a NaN row stays NaN through the bias and the clamp
+    check_model(model, {"x": x})
+    node = next(n for n in irc.compile(model).graph.nodes if n.op == "gemm")
+    assert (node.attrs.get("epilogue") or []) == ([] if act == "none" else [act])
+    assert _fused_gemm(model) == fused
+
+
+@pytest.mark.parametrize("act", ["none", "relu", "clip"])
+@pytest.mark.parametrize("rows", [[3, 7, 256], [1, 40]])
+def test_matmul_bias_row_and_clamp(act, rows):
+    rng = np.random.default_rng(7)
+    consts = {"w": rng.standard_normal((rows[-1], 96)).astype(np.float32),
+              "b": rng.standard_normal((96,)).astype(np.float32), **CLIP_BOUNDS}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["a"])]
+    out = rows[:-1] + [96]
+    model = graph_model("mm", nodes + _epilogue_nodes(act, "a"), {"x": rows}, {"y": out}, consts)
+    check_model(model, {"x": rng.standard_normal(rows).astype(np.float32)})
+    assert _fused_gemm(model)
+
+
+def _fused_gemm(model):
+    """Whether the model's gemm/matmul node runs the fused GEMM kernel (its plan step's algorithm)."""
+    m = irc.compile(model)
+    shape = [d if isinstance(d, int) else 1 for d in m.graph.inputs[0].type.shape]
+    step = next(s for s in m.plan({"x": np.zeros(shape, np.float32)}).steps if s.node.op in ("gemm", "matmul"))
+    return step.algo == "fused-gemm"

@@ -93,6 +93,13 @@ def apply() -> int:
     return n
 
 
+def current() -> int:
+    """The count the calling thread's last run gave numba (kernels split their work by it): cheaper than
+    ``numba.get_num_threads()``, which checks numba's pool on every call."""
+    count = getattr(_applied, "count", None)
+    return apply() if count is None else count
+
+
 def describe() -> dict:
     """The thread settings in effect: count, numba's threading layer, each BLAS library with its core
     type and threads (outside runs: inside, irc holds it at one), the library the kernels call, and the

@@ -101,23 +101,23 @@ def _layout(x):
 
 
 @njit(cache=True)
-def gemm_loops(a, b, c, beta):
-    """c = a @ b + beta * c with numba loops: the fallback without a CBLAS (row by row, vectorized over
-    c's columns)."""
+def gemm_loops(a, b, c, beta, alpha=1.0):
+    """c = alpha * a @ b + beta * c with numba loops: the fallback without a CBLAS (row by row, vectorized
+    over c's columns)."""
     for i in range(c.shape[0]):
         row = c[i]
         for j in range(row.shape[0]):
             row[j] = beta * row[j] if beta != 0 else 0
         for p in range(a.shape[1]):
-            s = a[i, p]
+            s = alpha * a[i, p]
             for j in range(row.shape[0]):
                 row[j] += s * b[p, j]
 
 
 @njit(cache=True)
-def gemm(a, b, c, beta):
-    """c = a @ b + beta * c for 2-D float views of one dtype: a [M, K], b [K, N], c [M, N]; a and b each with
-    a unit stride along one axis (a transposed view is read in place), c along its rows. Single-threaded:
+def gemm(a, b, c, beta, alpha=1.0):
+    """c = alpha * a @ b + beta * c for 2-D float views of one dtype: a [M, K], b [K, N], c [M, N]; a and b
+    each with a unit stride along one axis (a transposed view is read in place), c along its rows. Single-threaded:
     call it from a worker of numba's pool on that worker's block."""
     m, k = a.shape
     n = b.shape[1]
@@ -126,11 +126,10 @@ def gemm(a, b, c, beta):
     ta, lda = _layout(a)
     tb, ldb = _layout(b)
     if not AVAILABLE or lda < 0 or ldb < 0 or (c.strides[1] != c.itemsize and n > 1) or k == 0:
-        gemm_loops(a, b, c, beta)
+        gemm_loops(a, b, c, beta, alpha)
         return
     ldc = max(c.strides[0] // c.itemsize, n, 1)
-    one = c.dtype.type(1)
-    _xgemm(ta, tb, m, n, k, one, a, lda, b, ldb, c.dtype.type(beta), c, ldc)
+    _xgemm(ta, tb, m, n, k, c.dtype.type(alpha), a, lda, b, ldb, c.dtype.type(beta), c, ldc)
 
 
 def _threads_function(names):

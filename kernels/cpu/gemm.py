@@ -8,13 +8,13 @@ A node's fused epilogue (attribute ``epilogue``, see irc/ops/nn.py) runs as one 
 kernel over the result (``finished``): its expression tree chains the activations and the adds of the
 extra operands, so the result is read and written once however many ops were fused.
 """
-import numba
 import numpy as np
 from numba import njit, prange
 
 from ...backend.registry import Kernel, lowers
 from ...errors import UnsupportedError
 from ...ops.nn import epilogue_steps
+from ...runtime import threads
 from .blas import gemm
 from .elementwise import Expr, elementwise_kernel
 
@@ -139,7 +139,7 @@ def _blocks(rows, cols, depth, threads):
 @njit(cache=True, parallel=True)
 def gemm_parallel(a, b, c, beta, threads):
     """c = a @ b + beta * c (2-D views, as ``blas.gemm``) split by ``_blocks`` across ``threads`` workers of
-    numba's pool (an argument: numba.get_num_threads() inside a kernel would keep it out of the disk cache)."""
+    numba's pool (an argument: threads.current() inside a kernel would keep it out of the disk cache)."""
     m, n = c.shape
     count, by_cols, step = _blocks(m, n, a.shape[1], threads)
     if count == 1:
@@ -153,6 +153,46 @@ def gemm_parallel(a, b, c, beta, threads):
         else:
             hi = min(m, lo + step)
             gemm(a[lo:hi], b, c[lo:hi], beta)
+
+
+@njit(cache=True)
+def _finish_rows(c, bias, lo, hi):
+    """c[i, j] = clamp(c[i, j] + bias[j], lo, hi) in place: a bias row (length 0: none) and a clamp
+    (relu: lo = 0; clip; +-inf: none). NaN stays NaN, as in the unfused ops."""
+    for i in range(c.shape[0]):
+        row = c[i]
+        if bias.shape[0]:
+            for j in range(row.shape[0]):
+                row[j] += bias[j]
+        for j in range(row.shape[0]):
+            v = row[j]
+            if v < lo:
+                v = lo
+            if v > hi:
+                v = hi
+            row[j] = v
+
+
+@njit(cache=True, parallel=True)
+def gemm_fused(a, b, c, bias, lo, hi, alpha, threads):
+    """c = clamp(alpha * a @ b + bias, lo, hi), each worker finishing its own block of c right after its
+    GEMM, while the block is in cache (split as ``gemm_parallel``)."""
+    m, n = c.shape
+    count, by_cols, step = _blocks(m, n, a.shape[1], threads)
+    if count == 1:
+        gemm(a, b, c, 0.0, alpha)
+        _finish_rows(c, bias, lo, hi)
+        return
+    for t in prange(count):
+        lo_i = t * step
+        if by_cols:
+            hi_i = min(n, lo_i + step)
+            gemm(a, b[:, lo_i:hi_i], c[:, lo_i:hi_i], 0.0, alpha)
+            _finish_rows(c[:, lo_i:hi_i], bias[lo_i:hi_i] if bias.shape[0] else bias, lo, hi)
+        else:
+            hi_i = min(m, lo_i + step)
+            gemm(a[lo_i:hi_i], b, c[lo_i:hi_i], 0.0, alpha)
+            _finish_rows(c[lo_i:hi_i], bias, lo, hi)
 
 
 @njit(cache=True, parallel=True)
@@ -188,43 +228,114 @@ def matmul_blas(a, b, dtype):
     if b.ndim == 2:
         rows = np.ascontiguousarray(a).reshape(-1, a.shape[-1])
         y = np.empty((rows.shape[0], b.shape[1]), dtype)
-        gemm_parallel(rows, b, y, 0.0, numba.get_num_threads())
+        gemm_parallel(rows, b, y, 0.0, threads.current())
         return y
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     a = np.broadcast_to(a, batch + a.shape[-2:]).reshape((-1,) + a.shape[-2:])
     b = np.broadcast_to(b, batch + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
     y = np.empty(batch + (a.shape[-2], b.shape[-1]), dtype)
-    gemm_batched(a, b, y.reshape((-1,) + y.shape[-2:]), numba.get_num_threads())
+    gemm_batched(a, b, y.reshape((-1,) + y.shape[-2:]), threads.current())
     return y
+
+
+def _clamp(steps, attrs):
+    """(lo, hi) of an epilogue that is at most one relu or clip, the GEMM kernel's own; None otherwise."""
+    if not steps:
+        return -np.inf, np.inf
+    if len(steps) == 1 and steps[0][0] == "relu":
+        return 0.0, np.inf
+    if len(steps) == 1 and steps[0][0] == "clip":
+        lo, hi = attrs.get("clip_min"), attrs.get("clip_max")
+        return (-np.inf if lo is None else float(lo)), (np.inf if hi is None else float(hi))
+    return None
+
+
+def _row_vector(t, n) -> bool:
+    """Whether a value of type t is a bias row of length n (shape [..., 1, n] or [n], all static)."""
+    return t is not None and t.is_static and t.shape and t.shape[-1] == n and all(d == 1 for d in t.shape[:-1])
+
+
+def _fused_gemm_kernel(node, cd, rows, n, alpha, bias_of, lo, hi):
+    """A Kernel computing clamp(alpha * A @ B + bias, lo, hi) in one numba call: ``rows(args)`` gives the
+    2-D operands (a, b), ``bias_of(args)`` the bias row or None. Its algorithm reads "fused-gemm"."""
+    shape, dt = node.outputs[0].type.shape, node.outputs[0].type.numpy_dtype
+    none = np.zeros(0, cd)
+    scalar = cd.type
+
+    def run(*args):
+        a, b = rows(args)
+        bias = bias_of(args)
+        y = np.empty((a.shape[0], n), cd)
+        gemm_fused(a, b, y, none if bias is None else bias, scalar(lo), scalar(hi), scalar(alpha),
+                   threads.current())
+        return y.reshape(shape).astype(dt, copy=False)
+    return Kernel(run, algo="fused-gemm")
+
+
+def _bias_row(value, n, cd, scale=1.0):
+    """``fn(args, index)`` giving operand ``index`` as a contiguous bias row of ``cd`` (times ``scale``),
+    computed once when the operand is a constant."""
+    def make(x):
+        return np.ascontiguousarray(np.asarray(x, cd).reshape(n) * cd.type(scale))
+    if value.const_value is not None:
+        fixed = make(value.const_value)
+        return lambda x: fixed
+    return make
 
 
 @lowers("matmul", family="gemm")
 def lower_matmul(node):
-    """Float matmul through BLAS (matmul_blas); integer matmul runs numpy's matmul, whose integer loops are
-    exact, since BLAS takes no integers."""
+    """Float matmul through BLAS on numba's pool. Against a single matrix whose epilogue is at most a bias
+    row then a relu or clip, one fused kernel; otherwise matmul_blas then the epilogue. Integer matmul
+    runs numpy's matmul, whose integer loops are exact, since BLAS takes no integers."""
     t = node.outputs[0].type
     shape, dt = t.shape, t.numpy_dtype
     if dt.kind != "f":
         return Kernel(lambda a, b: np.matmul(a, b), algo="numpy")
     cd = compute_dtype(node)
-    single = node.inputs[1].type.rank <= 2
+    b_type = node.inputs[1].type
+    steps = epilogue_steps(node.attrs)
+    has_bias = bool(steps) and steps[0][0] == "add" and len(node.inputs) > 2
+    n = b_type.shape[-1] if b_type.rank == 2 else None
+    clamp = _clamp(steps[1:] if has_bias else steps, node.attrs)
+    if (b_type.rank == 2 and node.inputs[0].type.rank >= 2 and clamp is not None and t.is_static
+            and (not has_bias or (len(node.inputs) == 3 and _row_vector(node.inputs[2].type, n)))):
+        k = b_type.shape[0]
+        bias = _bias_row(node.inputs[2], n, cd) if has_bias else None
+        return _fused_gemm_kernel(
+            node, cd, lambda args: (_operand(args[0], cd).reshape(-1, k), _operand(args[1], cd)), n, 1.0,
+            (lambda args: bias(args[2])) if has_bias else (lambda args: None), *clamp)
+    single = b_type.rank <= 2
     return Kernel(finished(node, lambda a, b: matmul_blas(a, b, cd).reshape(shape), 2),
                   algo="gemm" if single else "batched-gemm")
 
 
 @lowers("gemm", family="gemm")
 def lower_gemm(node):
-    """Y = alpha A' B' + beta C: one GEMM split across numba's pool (the transposes are read in place), then
-    alpha, beta C and the epilogue."""
+    """Y = alpha A' B' + beta C: one GEMM split across numba's pool (the transposes are read in place).
+    When C is absent or a row and the epilogue at most a relu or clip, all in one fused kernel; otherwise
+    beta C and the epilogue after the GEMM."""
     at = node.attrs
     cd = compute_dtype(node)
     alpha, beta, trans_a, trans_b = at["alpha"], at["beta"], at["transA"], at["transB"]
+    n = node.outputs[0].type.shape[1]
+    has_c = len(node.inputs) > 2 and node.inputs[2] is not None and beta != 0
+    clamp = _clamp(epilogue_steps(at), at)
+    if clamp is not None and len(node.inputs) <= 3 and node.outputs[0].type.is_static and (
+            not has_c or _row_vector(node.inputs[2].type, n)):
+        bias = _bias_row(node.inputs[2], n, cd, beta) if has_c else None
+
+        def rows(args):
+            a, b = _operand(args[0], cd), _operand(args[1], cd)
+            return (a.T if trans_a else a), (b.T if trans_b else b)
+        return _fused_gemm_kernel(node, cd, rows, n, alpha, (lambda args: bias(args[2])) if has_c else
+                                  (lambda args: None), *clamp)
 
     def run(a, b, c=None):
         a, b = _operand(a, cd), _operand(b, cd)
         a, b = (a.T if trans_a else a), (b.T if trans_b else b)
         y = np.empty((a.shape[0], b.shape[1]), cd)
-        gemm_parallel(a, b, y, 0.0, numba.get_num_threads())
+        gemm_parallel(a, b, y, 0.0, threads.current())
         if c is not None and beta != 0:
             add_scaled(y, alpha, beta, c)
         elif alpha != 1:
