@@ -13,9 +13,15 @@ pseudo-inverse, so the graph keeps its meaning for the interpreter.
 
 Cost rule (``choose_tile``): the transforms cost per channel and tile, the saved multiplies per channel
 pair, so few channels do not pay; F(4,3) wastes tile area on small outputs (a 7x7 output is 4 tiles of
-16 positions), so they take F(2,3). Measured per ResNet layer (batch 1, best of 25, ms, im2col / F(2,3) /
-F(4,3)): 64ch 56x56 2.4 / 1.8 / 1.6; 128ch 28x28 2.2 / 1.6 / 1.0; 256ch 14x14 2.0 / 1.1 / 1.2;
-512ch 7x7 8.7 / 1.5 / 2.5; 16ch 16x16 0.08 / 0.04 / 0.04.
+16 positions), so they take F(2,3); below 8x8 outputs (16 tiles of F(2,3) or fewer) the parallel im2col
+kernel wins: its GEMM reads the plain weight once, where the per-frequency GEMMs read a transform 1.8x
+larger for few tiles, and the per-channel transforms of so few tiles are mostly overhead (at 7x7 it won at
+every channel count measured; at 10x10 it depends on the channels, so F(2,3) stays there). Measured per
+layer (batch 1, 3x3 pad 1, min of 80 runs interleaved on 2 threads, ms, im2col / F(2,3) / F(4,3)):
+128ch 28x28 1.90 / 1.29 / 1.25; 256ch 14x14 1.86 / 1.52 / 2.12; 128ch 10x10 0.31 / 0.25 / 0.38;
+256ch 10x10 0.91 / 1.33 / 1.50;
+7x7: 64ch 0.10 / 0.13 / 0.23, 128ch 0.26 / 0.28 / 0.54, 256ch 0.72 / 0.93 / 1.41, 512ch 2.52 / 2.93 / 5.86.
+(Those runs shared the machine with other work: compare within a row, not across rows.)
 """
 from typing import Optional
 
@@ -26,6 +32,7 @@ from .util import drop_unused_consts
 
 MIN_CHANNELS = 16        # input and output channels below this: the transforms cost more than they save
 MIN_SIZE_F4 = 20         # outputs smaller than this (either side) use F(2,3)
+MIN_SIZE = 8             # outputs smaller than this (either side) stay with im2col
 
 
 def _eligible(node: Node) -> bool:
@@ -42,7 +49,7 @@ def choose_tile(node: Node) -> Optional[int]:
     None when none does or a size is not static."""
     c, o = node.inputs[1].type.shape[1], node.inputs[1].type.shape[0]
     oh, ow = node.outputs[0].type.shape[2:]
-    if not all(isinstance(d, int) for d in (oh, ow)) or min(c, o) < MIN_CHANNELS or min(oh, ow) < 4:
+    if not all(isinstance(d, int) for d in (oh, ow)) or min(c, o) < MIN_CHANNELS or min(oh, ow) < MIN_SIZE:
         return None
     return 4 if min(oh, ow) >= MIN_SIZE_F4 else 2
 

@@ -2,36 +2,48 @@
 
 conv2d picks its algorithm when lowered (``Kernel.algo``):
 - ``depthwise`` (one input channel per group) and ``grouped-direct`` (up to DIRECT_MAX_GROUP_CHANNELS per
-  group): the numba kernel ``direct``, looping over (image, output channel), since im2col + GEMM per group
+  group): ``depthwise.grouped_direct``, in parallel over (image, group), since im2col + GEMM per group
   would run one tiny GEMM per group;
-- ``gemm1x1``: 1x1 kernel, stride 1, no padding: each image already is the [C, H*W] matrix, so one BLAS
-  GEMM per image and group;
-- ``im2col``: everything else: numba unrolls an image's windows into a [C/group*kh*kw, OH*OW] matrix that
-  BLAS multiplies by the [O/group, C/group*kh*kw] weight matrix.
-conv_transpose2d is a GEMM (col = W^T x, per image and group) and a col2im scatter-add in numba.
+- ``winograd``: the Winograd form the winograd pass gave the node (see winograd.py);
+- ``gemm1x1``: 1x1 kernel, stride 1, no padding: each image already is the [C, H*W] matrix the weight
+  multiplies, read in place;
+- ``im2col``: everything else: the input is split once into zero-padded stride-phase planes, and each task
+  unrolls its block of output pixels into a [C/group*kh*kw, block] matrix that BLAS multiplies by the
+  [O/group, C/group*kh*kw] weight matrix (see ``gemm_conv``); a strided 1x1 conv without padding reads
+  its input subsampled instead (one numpy copy of the pixels it reads).
+A lone relu or clip in a conv2d's fused epilogue is applied by the kernel as it stores (``clamp_epilogue``);
+other epilogues run after it (``gemm.finished``).
+conv_transpose2d is a GEMM (col = W^T x) and a col2im scatter-add, per block of output channels.
 
-Constant weights are packed once, at lowering. The bias is the accumulator's first value in the numba
-kernels and the GEMM epilogue (``gemm.scale_add``) otherwise. float16 is computed in float32; BLAS makes
-the float path float32/float64 only (see gemm.py).
-
-Threads: the numba loops that run between BLAS calls (im2col, col2im, direct, the epilogue) are serial, so that
-BLAS's threads own the cores; a numba parallel region between two GEMMs would fight BLAS's still-spinning
-threads. Inner loops index from 0 (no negative-index fix-up), which lets LLVM vectorize them.
+Threads: numba's pool is the only one (BLAS's own is held at one thread while irc runs, see blas.py). The
+GEMM kernels cut the result into tasks (``_gemm_blocks``), a few per worker, and every worker runs
+``blas.gemm`` on its own task with the unrolling and the bias next to it, so each task's data stays in its
+core's cache. Constant weights are packed once, at lowering. float16 is computed in float32; BLAS makes the
+float path float32/float64 only (see gemm.py). Inner loops index from 0 (no negative-index fix-up), which
+lets LLVM vectorize them.
 """
 from dataclasses import dataclass
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ...backend.registry import Kernel, lowers
 from ...ops.nn import conv_transpose_geometry, conv_weight_shape, resolve_auto_pad
-from .gemm import add_scaled, compute_dtype, finished, frozen
-from .winograd import winograd_conv
+from .blas import gemm
+from .depthwise import clamp_epilogue, direct_run, pack_taps
+from .gemm import compute_dtype, finished, frozen
+from .winograd import phase_planes, scratch, winograd_conv
 
 
-# grouped convs with at most this many input channels per group run ``direct``: their per-group GEMMs
-# are too small for BLAS to pay (im2col + GEMM measured 2.5-5x slower at 4 and 8 channels per group)
+# grouped convs with at most this many input channels per group run ``grouped_direct``: their per-group
+# GEMMs are too small for BLAS to pay (im2col + GEMM measured 2.5-5x slower at 4 and 8 channels per group)
 DIRECT_MAX_GROUP_CHANNELS = 8
+# unrolled input per GEMM task: the [K, cols] block stays in the core's L2 (1-2 MiB) next to BLAS's packed
+# panels
+SCRATCH_BYTES = 256 << 10
+MIN_COLS = 96   # output pixels per GEMM task at least (each task reads its whole block of weights)
+MIN_ROWS = 16   # output channels per GEMM task at least, where they are split
 
 
 @njit(cache=True)
@@ -54,100 +66,12 @@ def _row_spans(n, kw, stride, dilation, pad, size):
     return spans
 
 
-@njit(cache=True, fastmath={"contract"})
-def _axpy(dst, a, src):
-    """dst += a * src over dst's length. Indices run from 0, so numba adds no negative-index fix-up and
-    LLVM vectorizes the loop when both views are contiguous."""
-    for p in range(dst.shape[0]):
-        dst[p] += a * src[p]
-
-
 @njit(cache=True)
 def _accumulate(dst, src):
-    """dst += src over dst's length (indices from 0, as in _axpy)."""
+    """dst += src over dst's length. Indices run from 0, so numba adds no negative-index fix-up and LLVM
+    vectorizes the loop when both views are contiguous."""
     for p in range(dst.shape[0]):
         dst[p] += src[p]
-
-
-@njit(cache=True)
-def im2col(x, col, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow):
-    """col[(c*kh + i)*kw + j, y*ow + p] = x[c, y*sh - ph + i*dh, p*sw - pw + j*dw] for the image x [C, H, W];
-    0 where that falls outside the image (the padding)."""
-    h = x.shape[1]
-    spans = _row_spans(ow, kw, sw, dw, pw, x.shape[2])
-    for r in range(col.shape[0]):
-        c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
-        lo, count, start = spans[j, 0], spans[j, 1], spans[j, 2]
-        for y in range(oh):
-            row = col[r, y * ow:(y + 1) * ow]
-            iy = y * sh - ph + i * dh
-            if iy < 0 or iy >= h:
-                row[:] = 0
-                continue
-            row[:lo] = 0
-            if sw == 1:
-                row[lo:lo + count] = x[c, iy, start:start + count]
-            else:
-                row[lo:lo + count] = x[c, iy, start::sw][:count]
-            row[lo + count:] = 0
-
-
-@njit(cache=True)
-def _phase_planes(src, dst, ph, pw):
-    """dst[a, b, r, c] = the image src [H, W] zero-padded by ph rows above and pw columns left, at row
-    r*sh + a and column c*sw + b (sh, sw = dst's first two sizes): the padded image split by stride phase."""
-    sh, sw = dst.shape[0], dst.shape[1]
-    h, wd = src.shape
-    dst[:] = 0
-    if sh == 1 and sw == 1:
-        dst[0, 0, ph:ph + h, pw:pw + wd] = src
-        return
-    for b in range(sw):
-        ic0 = (b - pw) % sw
-        count = (wd - ic0 + sw - 1) // sw
-        c0 = (pw + ic0) // sw
-        for ir in range(h):
-            row = ph + ir
-            dst_row, src_row = dst[row % sh, b, row // sh, c0:c0 + count], src[ir, ic0::sw]
-            for k in range(count):
-                dst_row[k] = src_row[k]
-
-
-@njit(cache=True)
-def direct(x, w, b, y, sh, sw, dh, dw, ph, pw):
-    """y [N, O, OH, OW] = b + the grouped convolution of x [N, C, H, W] with w [O, C/g, kh, kw], computed
-    directly (no GEMM), per (image, output channel): for groups of few channels, depthwise above all. Serial
-    like the other numba loops here: in MobileNetV2 every depthwise conv sits between two 1x1 GEMMs, and a
-    parallel version measured 2-10x slower there (median over runs) as its threads fought BLAS's.
-
-    Every input channel is first zero-padded and split by stride phase (``_phase_planes``) into planes with
-    rows ``wq`` wide, so that tap (i, j) of output (yy, p) is element q + (i*dh // sh)*wq + (j*dw // sw) of
-    the flat plane of phase ((i*dh) % sh, (j*dw) % sw), with q = yy*wq + p. Each (input channel, tap) is then
-    one long contiguous axpy over the whole output, not one short loop per row; the wq - OW columns past
-    each output row are computed and dropped."""
-    n_img, c_in, h, wd = x.shape
-    o_all, cg, kh, kw = w.shape
-    og = o_all // (c_in // cg)
-    oh, ow = y.shape[2], y.shape[3]
-    wq = -(-max(pw + wd, (ow - 1) * sw + (kw - 1) * dw + 1) // sw)
-    length = (oh - 1) * wq + ow
-    hq = max(-(-(ph + h) // sh), (length - 1 + ((kh - 1) * dh // sh) * wq + (kw - 1) * dw // sw) // wq + 1)
-    planes = np.empty((n_img, c_in, sh, sw, hq, wq), x.dtype)
-    for t in range(n_img * c_in):
-        _phase_planes(x[t // c_in, t % c_in], planes[t // c_in, t % c_in], ph, pw)
-    for t in range(n_img * o_all):
-        n, o = t // o_all, t % o_all
-        acc = np.empty(length, y.dtype)
-        acc[:] = b[o]
-        for ci in range(cg):
-            phases = planes[n, (o // og) * cg + ci]
-            for i in range(kh):
-                for j in range(kw):
-                    flat = phases[(i * dh) % sh, (j * dw) % sw].ravel()
-                    off = (i * dh // sh) * wq + j * dw // sw
-                    _axpy(acc, w[o, ci, i, j], flat[off:off + length])
-        for yy in range(oh):
-            y[n, o, yy, :] = acc[yy * wq:yy * wq + ow]
 
 
 @njit(cache=True)
@@ -170,6 +94,83 @@ def col2im(col, b, y, h, w, kh, kw, sh, sw, dh, dw, ph, pw):
                         _accumulate(y[c, oy, start:start + count], src)
                     else:
                         _accumulate(y[c, oy, start::sw][:count], src)
+
+
+@njit(cache=True)
+def _unroll(planes, col, width, kh, kw, sh, sw, dh, dw, wq, ow, p0):
+    """col[(c*kh + i)*kw + j, q] = tap (i, j) of channel c at output pixel p0 + q, q < width, read from the
+    image's stride-phase planes [C, sh*sw, hq*wq] (see winograd.split_phases): output (oy, ox) reads element
+    oy*wq + ox + (i*dh // sh)*wq + j*dw // sw of the phase plane ((i*dh) % sh, (j*dw) % sw), so every
+    run of an output row is one contiguous copy, borders included (the padding is in the planes). col is
+    the whole C-contiguous scratch (a column slice of it would make LLVM scatter the stores)."""
+    for r in range(col.shape[0]):
+        c, i, j = r // (kh * kw), (r // kw) % kh, r % kw
+        plane = planes[c, ((i * dh) % sh) * sw + (j * dw) % sw]
+        off = ((i * dh) // sh) * wq + (j * dw) // sw
+        row = col[r]
+        q, oy, ox = 0, p0 // ow, p0 % ow
+        while q < width:
+            count = min(ow - ox, width - q)
+            dst, src = row[q:q + count], plane[oy * wq + ox + off:]
+            for e in range(count):
+                dst[e] = src[e]
+            q, oy, ox = q + count, oy + 1, 0
+
+
+@njit(cache=True, parallel=True)
+def gemm_conv(src, w, b, lo, hi, y, col, kh, kw, sh, sw, dh, dw, wq, ow, cols, rows, threads):
+    """y [N, O, P] = clip(b + the convolution, lo, hi) as GEMMs, P = OH*OW: the weight w [G, O/G, K]
+    (K = C/G*kh*kw)
+    times the unrolled input of each (image, group), read from src [N, C, sh*sw, hq*wq] (the stride-phase
+    planes, or a plain 1x1 conv's input as [N, C, 1, H*W]). The work is cut into tasks of ``cols`` output
+    pixels by ``rows`` output channels, dealt round-robin to ``threads`` workers; each unrolls its block
+    of pixels into its own scratch col[worker] (col: [threads, K, cols]; ``_unroll``; a 1x1 conv reads
+    its planes in place: their pitch wq is OW, so they are the unrolled input already), writes the
+    single-threaded BLAS product into its block of y and adds the bias (and clips: a fused relu or clip)
+    while that block is in cache."""
+    n_img, c_all = src.shape[0], src.shape[1]
+    groups, og, k = w.shape
+    cg, p_all = c_all // groups, y.shape[2]
+    n_cols, n_rows = -(-p_all // cols), -(-og // rows)
+    tasks = n_img * groups * n_cols * n_rows
+    copy = kh * kw > 1
+    for t in prange(threads):
+        for task in range(t, tasks, threads):
+            n, gi = task // (groups * n_cols * n_rows), (task // (n_cols * n_rows)) % groups
+            p0, o0 = ((task // n_rows) % n_cols) * cols, (task % n_rows) * rows + gi * og
+            p1, o1 = min(p_all, p0 + cols), min((gi + 1) * og, o0 + rows)
+            out = y[n, o0:o1, p0:p1]
+            weight = w[gi, o0 - gi * og:o1 - gi * og]
+            if copy:
+                _unroll(src[n, gi * cg:(gi + 1) * cg], col[t], p1 - p0, kh, kw, sh, sw, dh, dw, wq, ow, p0)
+                gemm(weight, col[t, :, :p1 - p0], out, 0.0)
+            else:
+                gemm(weight, src[n, gi * cg:(gi + 1) * cg, 0, p0:p1], out, 0.0)
+            for o in range(o1 - o0):
+                row, bias = out[o], b[o0 + o]
+                for p in range(p1 - p0):
+                    row[p] = min(max(row[p] + bias, lo), hi)
+
+
+@njit(cache=True, parallel=True)
+def gemm_col2im(x, wt, b, y, col, w_in, kh, kw, sh, sw, dh, dw, ph, pw, rows, threads):
+    """y [N, O, OH, OW] = b + the transposed convolution of x [N, C, H*W] (H*W = rows of width w_in) by
+    wt [G, O/G*kh*kw, C/G] (W^T per group): per task of ``rows`` output channels of one (image, group),
+    col = W^T x by single-threaded BLAS into the worker's scratch col[worker] ([threads, rows*kh*kw, H*W]),
+    then ``col2im`` onto those channels only, so no two workers write the same output."""
+    n_img, c_all, hw = x.shape
+    groups, o_all = wt.shape[0], y.shape[1]
+    cg, og = c_all // groups, o_all // groups
+    n_rows = -(-og // rows)
+    tasks = n_img * groups * n_rows
+    for t in prange(threads):
+        for task in range(t, tasks, threads):
+            n, gi, o0 = task // (groups * n_rows), (task // n_rows) % groups, (task % n_rows) * rows
+            o1 = min(og, o0 + rows)
+            block = col[t, :(o1 - o0) * kh * kw]
+            gemm(wt[gi, o0 * kh * kw:o1 * kh * kw], x[n, gi * cg:(gi + 1) * cg], block, 0.0)
+            lo, hi = gi * og + o0, gi * og + o1
+            col2im(block, b[lo:hi], y[n, lo:hi], hw // w_in, w_in, kh, kw, sh, sw, dh, dw, ph, pw)
 
 
 @dataclass(frozen=True)
@@ -225,36 +226,50 @@ def _bias(b, channels, dtype):
     return frozen(np.zeros(channels, dtype) if b is None else b, dtype)
 
 
-def _conv_gemm(g: Geometry, weight, dtype, columns):
-    """conv2d as per-image, per-group GEMMs of the [O/g, K] weight blocks with ``columns(image, col)``, the
-    [K, OH*OW] matrix of one group of one image; bias in the epilogue."""
+def _balanced(count, units, threads, most):
+    """A task count per unit near ``count`` (at least 1, at most ``most``) that makes the total number of
+    tasks, units * count, a multiple of ``threads`` where it can, so that the workers finish together."""
+    count = max(1, min(count, most))
+    fair = -(-count * units // threads) * threads
+    return count if fair % units else min(most, fair // units)
+
+
+def _gemm_blocks(g: Geometry, k: int, itemsize: int, threads: int):
+    """(cols, rows): the output pixels and output channels per task of ``gemm_conv``. A task's unrolled
+    input ([k, cols]) is about SCRATCH_BYTES, but at least MIN_COLS wide, since every task reads its whole
+    block of weights: as many column blocks as keep the workers evenly loaded. Where an image has too few
+    pixels to give every worker a block, the output channels are split instead."""
+    p, units = max(1, g.oh * g.ow), max(1, g.n * g.group)  # (an empty batch runs no task)
+    n_cols = max(1, min(round(p * k * itemsize / SCRATCH_BYTES), p // MIN_COLS))
+    if units * n_cols >= threads:
+        return -(-p // _balanced(n_cols, units, threads, max(1, p // MIN_COLS))), g.og
+    n_rows = max(1, min(-(-threads // (units * n_cols)), g.og // MIN_ROWS))
+    return -(-p // n_cols), -(-g.og // n_rows)
+
+
+def _conv_gemm(node, g: Geometry, dtype, pointwise, bounds):
+    """conv2d as GEMMs of the [O/g, K] weight blocks and the unrolled input (``gemm_conv``), read from the
+    stride-phase planes of the padded input, or for a ``pointwise`` conv (1x1, no padding) from the input
+    itself, subsampled by the stride (a numpy copy of only the pixels read); the result clipped to
+    ``bounds``."""
     k = g.cg * g.kh * g.kw
+    lo, hi = (np.dtype(dtype).type(v) for v in bounds)
+    weight = _packed(node, lambda w: w.reshape(g.group, g.og, k), dtype)
+    hq = max(-(-(g.ph + g.h) // g.sh), g.oh + ((g.kh - 1) * g.dh) // g.sh)
+    wq = g.ow if pointwise else max(-(-(g.pw + g.w) // g.sw), g.ow + ((g.kw - 1) * g.dw) // g.sw)
 
     def run(x, w, b=None):
-        x = frozen(x, dtype)
-        wk = weight(w)
+        if pointwise:
+            src = frozen(x[:, :, ::g.sh, ::g.sw], dtype).reshape(g.n, g.c, 1, g.oh * g.ow)
+        else:
+            src = phase_planes(frozen(x, dtype), g.ph, g.pw, g.sh, g.sw, hq, wq)
         y = np.empty((g.n, g.o, g.oh * g.ow), dtype)
-        col = np.empty((k, g.oh * g.ow), dtype)
-        for n in range(g.n):
-            for gi in range(g.group):
-                np.dot(wk[gi], columns(x[n, gi * g.cg:(gi + 1) * g.cg], col),
-                       out=y[n, gi * g.og:(gi + 1) * g.og])
-        if b is not None:
-            add_scaled(y, 1.0, 1.0, b.reshape(g.o, 1))
+        threads = numba.get_num_threads()
+        cols, rows = _gemm_blocks(g, k, y.itemsize, threads)
+        col = scratch("col", (threads, k if g.kh * g.kw > 1 else 0, cols), dtype)
+        gemm_conv(src, weight(w), _bias(b, g.o, dtype), lo, hi, y, col, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw,
+                  wq, g.ow, cols, rows, threads)
         return y.reshape(g.n, g.o, g.oh, g.ow)
-    return run
-
-
-def _im2col(g: Geometry, xg, col):
-    im2col(xg, col, *g.window(), g.oh, g.ow)
-    return col
-
-
-def _conv_direct(g: Geometry, weight, dtype):
-    def run(x, w, b=None):
-        y = np.empty((g.n, g.o, g.oh, g.ow), dtype)
-        direct(frozen(x, dtype), weight(w), _bias(b, g.o, dtype), y, g.sh, g.sw, g.dh, g.dw, g.ph, g.pw)
-        return y
     return run
 
 
@@ -263,50 +278,55 @@ def _with_result_dtype(node, run):
     return lambda *args: run(*args).astype(dt, copy=False)
 
 
-def _conv2d_run(node, g: Geometry, pads, dtype):
+def _conv2d_run(node, g: Geometry, pads, dtype, threads, bounds):
     """(algorithm, run(x, w, b)) for a conv2d: the node's ``algo`` (winograd, depthwise) when it names one,
-    else by its geometry (see the module docstring)."""
+    else by its geometry (see the module docstring); the result clipped to ``bounds`` (lo, hi)."""
     if node.attrs.get("algo") == "winograd":
-        return "winograd", winograd_conv(g, node.attrs["winograd_m"], dtype)
+        return "winograd", winograd_conv(g, node.attrs["winograd_m"], dtype, bounds)
     if node.attrs.get("algo") == "depthwise" or (g.group > 1 and g.cg <= DIRECT_MAX_GROUP_CHANNELS):
-        run = _conv_direct(g, _packed(node, lambda w: w, dtype), dtype)
+        run = direct_run(g, _packed(node, pack_taps, dtype), lambda b: _bias(b, g.o, dtype), dtype, threads, bounds)
         return ("depthwise" if g.cg == 1 else "grouped-direct"), run
-    weight = _packed(node, lambda w: w.reshape(g.group, g.og, g.cg * g.kh * g.kw), dtype)
-    if (g.kh, g.kw, g.sh, g.sw) == (1, 1, 1, 1) and not any(pads):
-        return "gemm1x1", _conv_gemm(g, weight, dtype, lambda xg, _: xg.reshape(g.cg, g.h * g.w))
-    return "im2col", _conv_gemm(g, weight, dtype, lambda xg, col: _im2col(g, xg, col))
+    pointwise = (g.kh, g.kw) == (1, 1) and not any(pads)
+    plain = pointwise and (g.sh, g.sw) == (1, 1)
+    return ("gemm1x1" if plain else "im2col"), _conv_gemm(node, g, dtype, pointwise, bounds)
 
 
 @lowers("conv2d", family="conv")
 def lower_conv2d(node):
-    """conv2d: winograd, depthwise / grouped-direct, gemm1x1 or im2col, then the fused epilogue."""
+    """conv2d: winograd, depthwise / grouped-direct, gemm1x1 or im2col, then the fused epilogue; a lone
+    relu or clip is applied by every kernel as it stores its result (for a conv + relu, the separate pass
+    measured up to twice the conv)."""
     x, a = node.inputs[0].type.shape, node.attrs
     w = conv_weight_shape(node.inputs[1].type.shape, a)
     pads = resolve_auto_pad(a["auto_pad"], x[2:], w[2:], a["strides"], a["dilations"], a["pads"])
     g = _geometry(node, w[2:], pads[:2])
-    algo, run = _conv2d_run(node, g, pads, compute_dtype(node))
+    clamp = clamp_epilogue(node)
+    algo, run = _conv2d_run(node, g, pads, compute_dtype(node), numba.get_num_threads(),
+                            clamp or (-np.inf, np.inf))
+    if clamp:
+        return Kernel(_with_result_dtype(node, run), algo=algo)
     return Kernel(finished(node, run, 3), algo=algo)
 
 
 @lowers("conv_transpose2d", family="conv")
 def lower_conv_transpose2d(node):
-    """conv_transpose2d: per image and group, col = W_g^T x_g (BLAS) then col2im (numba), bias as the start."""
+    """conv_transpose2d: ``gemm_col2im``, tasks of output channels (a multiple of the workers, each task's
+    col = W^T x about SCRATCH_BYTES), bias as the start."""
     x, w = node.inputs[0].type.shape, node.inputs[1].type.shape
     (ph, _), (pw, _) = conv_transpose_geometry(x[2:], w[2:], node.attrs)
     g = _geometry(node, w[2:], (ph, pw))
     dtype = compute_dtype(node)
     # W [C, O/g, kh, kw] -> per group the [O/g*kh*kw, C/g] matrix W_g^T
     weight = _packed(node, lambda w: w.reshape(g.group, g.cg, g.og * g.kh * g.kw).transpose(0, 2, 1), dtype)
+    per_channel = g.kh * g.kw * g.h * g.w * np.dtype(dtype).itemsize
+    count = max(1, round(g.og * per_channel / SCRATCH_BYTES))
 
     def run(x, w, b=None):
-        x = frozen(x, dtype).reshape(g.n, g.c, g.h * g.w)
-        wt, bias = weight(w), _bias(b, g.o, dtype)
         y = np.empty((g.n, g.o, g.oh, g.ow), dtype)
-        col = np.empty((wt.shape[1], g.h * g.w), dtype)
-        for n in range(g.n):
-            for gi in range(g.group):
-                np.dot(wt[gi], x[n, gi * g.cg:(gi + 1) * g.cg], out=col)
-                outs = slice(gi * g.og, (gi + 1) * g.og)
-                col2im(col, bias[outs], y[n, outs], g.h, g.w, *g.window())
+        threads = numba.get_num_threads()
+        rows = -(-g.og // _balanced(count, max(1, g.n * g.group), threads, g.og))
+        col = scratch("col", (threads, rows * g.kh * g.kw, g.h * g.w), dtype)
+        gemm_col2im(frozen(x, dtype).reshape(g.n, g.c, g.h * g.w), weight(w), _bias(b, g.o, dtype), y, col,
+                    g.w, *g.window(), rows, threads)
         return y
     return Kernel(_with_result_dtype(node, run), algo="gemm-col2im")

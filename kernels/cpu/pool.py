@@ -1,19 +1,22 @@
 """Pool kernels: window max/average pooling over [N*C, H, W] and global pooling over [N*C, spatial].
 
-A 1-D pool runs as the 2-D kernel on a height-1 image. The window kernel builds an output row tap by
-tap: each window tap inside the input adds a contiguous run of input columns (strided columns are first
-split into phases) to the run of output columns it covers, which is worked out once; so the inner loops
-are plain contiguous loops that vectorize, without bounds checks. Rows of N*C run in parallel.
+A 1-D pool runs as the 2-D kernel on a height-1 image. The window kernel loads each plane into the
+phase-split padded plane of depthwise.py (padding -inf for max, 0 for mean), where every window tap is one
+contiguous loop over a run of outputs, borders included: the loops vectorize and hold no branch. A mean
+multiplies the sum by a per-output table of 1 / count, worked out once per call. Planes of N*C run in
+parallel, as do the rows of the global pools.
 
 Operands other than float32/float64 run in float32 (float16) or float64 (integers) and are converted
 back, so each kernel has one compiled signature per float type.
 """
+import numba
 import numpy as np
 from numba import njit, prange
 
 from ...backend.registry import Kernel, lowers
 from ...errors import IrcError
 from ...ops.pool import height_one_attrs, pool_geometry
+from .depthwise import VECTOR, load_plane, plane_plan, store_segment
 
 
 def float_operand(x: np.ndarray) -> np.ndarray:
@@ -39,81 +42,83 @@ def _tap_range(start, k, d, size, pad_end):
     return lo, max(hi, lo), padded
 
 
-@njit(cache=True, inline="always")
-def _max_into(acc, src):
-    """acc = max(acc, src) elementwise (contiguous, same length); a NaN wins."""
-    for o in range(acc.shape[0]):
-        v, a = src[o], acc[o]
-        acc[o] = v if (v > a or v != v) else a
-
-
-@njit(cache=True, inline="always")
-def _add_into(acc, src):
-    """acc += src elementwise (contiguous, same length)."""
-    for o in range(acc.shape[0]):
-        acc[o] += src[o]
-
-
 @njit(cache=True)
-def _column_phases(plane, stride):
-    """plane [H, W] as ``stride`` planes of every stride-th column: out[p, h, m] = plane[h, m * stride + p].
+def _mean_scales(geom, h, w, oh, ow, wq, count_include_pad, like):
+    """1 / (the taps an average divides by) per flat output q = yy*wq + p (of the plane's pitch wq) of
+    oh output rows: those inside the input, or with count_include_pad those inside the padded input; of
+    like's dtype."""
+    kh, kw, sh, sw, dh, dw, pt, pl, pb, pr = geom
+    cols = np.empty(ow, np.int64)
+    for p in range(ow):
+        lo, hi, padded = _tap_range(p * sw - pl, kw, dw, w, pr)
+        cols[p] = padded if count_include_pad else hi - lo
+    scales = np.ones(oh * wq + VECTOR, like.dtype)
+    for yy in range(oh):
+        lo, hi, padded = _tap_range(yy * sh - pt, kh, dh, h, pb)
+        rows = padded if count_include_pad else hi - lo
+        for p in range(ow):
+            scales[yy * wq + p] = 1.0 / max(1, rows * cols[p])
+    return scales
 
-    With them, the input columns that one window tap reads for a run of output columns are contiguous."""
-    h, w = plane.shape
-    if stride == 1:
-        return plane.reshape((1, h, w))
-    wp = (w + stride - 1) // stride
-    out = np.zeros((stride, h, wp), plane.dtype)
-    for p in range(stride):
-        for hh in range(h):
-            for m in range((w - p + stride - 1) // stride):
-                out[p, hh, m] = plane[hh, m * stride + p]
-    return out
+
+@njit(cache=True, inline="always")
+def _max_taps(acc, plane, offsets, n):
+    """acc[k] = the maximum over the taps t of plane[offsets[t] + k] (a NaN wins), for k < n rounded up to
+    whole VECTOR-wide chunks (the buffers have that slack)."""
+    n = (n + VECTOR - 1) // VECTOR * VECTOR
+    first = plane[offsets[0]:]
+    for k in range(n):
+        acc[k] = first[k]
+    for t in range(1, offsets.shape[0]):
+        src = plane[offsets[t]:]
+        for k in range(n):
+            v, a = src[k], acc[k]
+            acc[k] = v if (v > a or v != v) else a
+
+
+@njit(cache=True, inline="always")
+def _mean_taps(acc, plane, offsets, scales, n):
+    """acc[k] = scales[k] * the sum over the taps t of plane[offsets[t] + k], for k < n rounded up to
+    whole VECTOR-wide chunks."""
+    n = (n + VECTOR - 1) // VECTOR * VECTOR
+    first = plane[offsets[0]:]
+    for k in range(n):
+        acc[k] = first[k]
+    for t in range(1, offsets.shape[0]):
+        src = plane[offsets[t]:]
+        for k in range(n):
+            acc[k] += src[k]
+    for k in range(n):
+        acc[k] *= scales[k]
 
 
 @njit(parallel=True, cache=True, fastmath=FAST)
-def _pool2d(x, y, geom, is_max, count_include_pad):
+def _pool2d(x, y, geom, is_max, count_include_pad, workers):
     """y[r, oh, ow] = max or mean of x[r] over the window at (oh, ow); geom = (kh, kw, sh, sw, dh, dw,
-    pad_top, pad_left, pad_bottom, pad_right).
-
-    An output row accumulates tap by tap: window tap (i, j), where inside the input, adds one
-    contiguous run of input columns (from the column phases of the plane) to the run of output columns
-    whose tap j falls inside, which is worked out once per j."""
+    pad_top, pad_left, pad_bottom, pad_right). In parallel over the planes r by up to ``workers``
+    threads: each plane is loaded into its phase-split padded plane (depthwise.py), padded with -inf for
+    max and 0 for mean, and every window tap is then one contiguous loop over a run of outputs."""
     kh, kw, sh, sw, dh, dw, pt, pl, pb, pr = geom
-    rows, h, w = x.shape
-    _, oh_n, ow_n = y.shape
-    first, end = np.empty(kw, np.int64), np.empty(kw, np.int64)   # output columns where tap j is inside
-    phase, shift = np.empty(kw, np.int64), np.empty(kw, np.int64)  # input column o*sw + off = (o+shift)*sw + phase
-    for j in range(kw):
-        off = j * dw - pl
-        first[j] = 0 if off >= 0 else min(ow_n, (-off + sw - 1) // sw)
-        end[j] = max(first[j], min(ow_n, (w - 1 - off) // sw + 1)) if off <= w - 1 else first[j]
-        phase[j], shift[j] = off % sw, off // sw
-    wcount = np.empty(ow_n, np.int64)                               # taps per column that count
-    for ow in range(ow_n):
-        lo, hi, padded = _tap_range(ow * sw - pl, kw, dw, w, pr)
-        wcount[ow] = padded if count_include_pad else hi - lo
-    for r in prange(rows):
-        planes = _column_phases(x[r], sw)
-        acc = np.empty(ow_n, x.dtype)
-        for oh in range(oh_n):
-            hs = oh * sh - pt
-            ilo, ihi, hcount = _tap_range(hs, kh, dh, h, pb)
-            acc[:] = -np.inf if is_max else 0.0
-            for i in range(ilo, ihi):
-                for j in range(kw):
-                    lo, hi = first[j], end[j]
-                    src = planes[phase[j], hs + i * dh, lo + shift[j]:hi + shift[j]]
-                    if is_max:
-                        _max_into(acc[lo:hi], src)
-                    else:
-                        _add_into(acc[lo:hi], src)
-            if is_max:
-                y[r, oh] = acc
-            else:
-                hn = hcount if count_include_pad else ihi - ilo
-                for ow in range(ow_n):
-                    y[r, oh, ow] = acc[ow] / max(hn * wcount[ow], 1)
+    n_planes, h, w = x.shape
+    oh, ow = y.shape[1], y.shape[2]
+    plan = plane_plan(h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl)
+    size, wq, rows, offsets = plan[0], plan[1], plan[2], plan[6]
+    scales = _mean_scales(geom, h, w, 0 if is_max else oh, ow, wq, count_include_pad, x)  # (means only)
+    pad = np.full(1, -np.inf if is_max else 0.0, x.dtype)[0]
+    yf = y.reshape((n_planes, oh * ow))
+    workers = min(n_planes, workers)
+    for t in prange(workers):
+        plane = np.full(size, pad, x.dtype)
+        acc = np.empty(rows * wq + VECTOR, x.dtype)
+        for r in range(t * n_planes // workers, (t + 1) * n_planes // workers):
+            load_plane(plan, x[r], plane, pad)
+            for y0 in range(0, oh, rows):
+                r_n = min(rows, oh - y0)
+                if is_max:
+                    _max_taps(acc, plane[y0 * wq:], offsets, r_n * wq)
+                else:
+                    _mean_taps(acc, plane[y0 * wq:], offsets, scales[y0 * wq:], r_n * wq)
+                store_segment(plan, acc, y[r, y0:y0 + r_n], yf[r, y0 * ow:(y0 + r_n) * ow], -np.inf, np.inf)
 
 
 @lowers("maxpool", "avgpool", family="pool")
@@ -131,11 +136,12 @@ def lower_pool(node):
     geom = g.kernel + g.strides + g.dilations + g.pads
     out_shape, dtype = node.outputs[0].type.shape, node.outputs[0].type.numpy_dtype
     is_max, cip = node.op == "maxpool", int(node.attrs.get("count_include_pad", 0))
+    threads = numba.get_num_threads()
 
     def run(x):
         xf = float_operand(x).reshape([n * c] + spatial)
         y = np.empty((n * c,) + g.out, xf.dtype)
-        _pool2d(xf, y, geom, is_max, cip)
+        _pool2d(xf, y, geom, is_max, cip, threads)
         return y.reshape(out_shape).astype(dtype, copy=False)
     return Kernel(run, algo="direct")
 
