@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -457,3 +458,22 @@ def test_strings_in_an_artifact_never_reach_code(tmp_path):
     assert not witness.exists()
     gen = pathlib.Path(os.environ["IRC_CACHE_DIR"]) / "gen"
     assert not [p for p in gen.glob("*.py") if "pathlib" in p.read_text()]
+
+
+def test_kernel_cache_folder_follows_the_kernel_sources(tmp_path):
+    """numba validates a cached kernel against its own file only, though callees from other files are
+    compiled into it: irc's numba cache folder is named by a digest of all kernel sources, so editing any
+    of them (here the BLAS wrapper the GEMM kernels inline) gives a fresh folder."""
+    from irc.runtime.cache import kernel_fingerprint
+    kernels = tmp_path / "kernels"
+    shutil.copytree(ROOT / "kernels", kernels, ignore=shutil.ignore_patterns("__pycache__"))
+    before = kernel_fingerprint(kernels)
+    assert before == kernel_fingerprint(ROOT / "kernels")
+    with open(kernels / "cpu" / "blas.py", "a") as f:
+        f.write("\n# changed\n")
+    assert kernel_fingerprint(kernels) != before
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["IRC_CACHE_DIR"] = str(tmp_path / "cache")
+    p = subprocess.run([sys.executable, "-c", "import os, irc; print(os.environ['NUMBA_CACHE_DIR'])"],
+                       capture_output=True, text=True, env=env, cwd=ROOT)
+    assert p.stdout.strip() == str(tmp_path / "cache" / "numba" / before), p.stderr

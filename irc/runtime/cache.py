@@ -1,7 +1,10 @@
 """The kernel cache: where compiled numba kernels and generated kernel sources live on this machine.
 
 ``IRC_CACHE_DIR`` overrides the place (default: ``$XDG_CACHE_HOME/irc`` or ``~/.cache/irc``). numba's
-own cache is pointed there (``NUMBA_CACHE_DIR``) before numba is first imported, unless the user set it.
+own cache is pointed there (``NUMBA_CACHE_DIR``) before numba is first imported, unless the user set it,
+into a folder named by a digest of irc's kernel sources (``kernel_fingerprint``): numba checks a cached
+kernel against its own file only, while the machine code holds the functions it calls from other files
+inlined, so an irc whose kernels changed anywhere starts from an empty folder instead of running stale code.
 
 A damaged entry is rebuilt, never trusted. Generated kernel sources are compared with the text they
 should hold before import (``kernels/cpu/codegen.py``), and numba's index files validate their source
@@ -31,6 +34,17 @@ def cache_dir() -> Path:
     return Path(base) / "irc"
 
 
+def kernel_fingerprint(folder=None) -> str:
+    """A digest of every kernel source file under ``folder`` (default: irc.kernels, wherever installed)."""
+    if folder is None:
+        here = Path(__file__).resolve().parent.parent
+        folder = next((p for p in (here / "kernels", here.parent / "kernels") if (p / "cpu").is_dir()), None)
+    digest = hashlib.sha256(b"irc-kernels-1")
+    for path in sorted(folder.rglob("*.py")) if folder is not None else ():
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def configure_numba_cache() -> None:
     """Point numba's on-disk cache into irc's cache directory, unless the user chose one for numba.
 
@@ -39,7 +53,7 @@ def configure_numba_cache() -> None:
     """
     if "NUMBA_CACHE_DIR" in os.environ:
         return
-    os.environ["NUMBA_CACHE_DIR"] = str(cache_dir() / "numba")
+    os.environ["NUMBA_CACHE_DIR"] = str(cache_dir() / "numba" / kernel_fingerprint())
     if "numba" in sys.modules:
         from numba.core import config
         config.CACHE_DIR = os.environ["NUMBA_CACHE_DIR"]

@@ -40,14 +40,14 @@ def _loaded_libraries():
 
 
 def _find():
-    """(library, prefix, suffix, ilp64) of the first loaded library exporting CBLAS sgemm and dgemm."""
+    """(library, prefix, suffix, ilp64) of the first loaded library exporting CBLAS ?gemm and ?gemv."""
     for path in _loaded_libraries():
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
         for prefix, suffix, ilp64 in _FLAVOURS:
-            if all(hasattr(lib, f"{prefix}{t}gemm{suffix}") for t in "sd"):
+            if all(hasattr(lib, f"{prefix}{t}{f}{suffix}") for t in "sd" for f in ("gemm", "gemv")):
                 return lib, prefix, suffix, ilp64
     return None
 
@@ -72,6 +72,21 @@ _sgemm = _declare("s", types.float32)
 _dgemm = _declare("d", types.float64)
 
 
+def _declare_gemv(t, scalar):
+    """The external function irc_?gemv(order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY)."""
+    name = f"irc_cblas_{t}gemv"
+    if AVAILABLE:
+        lib, prefix, suffix, _ = _found
+        llvm.add_symbol(name, ctypes.cast(getattr(lib, f"{prefix}{t}gemv{suffix}"), ctypes.c_void_p).value)
+    ptr = types.CPointer(scalar)
+    return types.ExternalFunction(name, types.void(types.int32, types.int32, _int, _int, scalar, ptr, _int, ptr,
+                                                   _int, scalar, ptr, _int))
+
+
+_sgemv = _declare_gemv("s", types.float32)
+_dgemv = _declare_gemv("d", types.float64)
+
+
 def _xgemm(*args):
     """Typing stub: the CBLAS call for the operands' dtype (see the overload below)."""
     raise NotImplementedError
@@ -85,6 +100,22 @@ def _xgemm_impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
 
     def impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
         fn(ROW_MAJOR, ta, tb, m, n, k, alpha, a.ctypes, lda, b.ctypes, ldb, beta, c.ctypes, ldc)
+    return impl
+
+
+def _xgemv(*args):
+    """Typing stub: the CBLAS matrix-vector call for the operands' dtype (see the overload below)."""
+    raise NotImplementedError
+
+
+@overload(_xgemv)
+def _xgemv_impl(trans, m, n, alpha, a, lda, x, incx, beta, y):
+    fn = {types.float32: _sgemv, types.float64: _dgemv}.get(y.dtype)
+    if fn is None:
+        return None
+
+    def impl(trans, m, n, alpha, a, lda, x, incx, beta, y):
+        fn(ROW_MAJOR, trans, m, n, alpha, a.ctypes, lda, x.ctypes, incx, beta, y.ctypes, 1)
     return impl
 
 
@@ -127,6 +158,13 @@ def gemm(a, b, c, beta, alpha=1.0):
     tb, ldb = _layout(b)
     if not AVAILABLE or lda < 0 or ldb < 0 or (c.strides[1] != c.itemsize and n > 1) or k == 0:
         gemm_loops(a, b, c, beta, alpha)
+        return
+    if m == 1 and a.strides[1] > 0 and c.strides[1] == c.itemsize:
+        # one row: a matrix-vector product, which BLAS streams the matrix for (a GEMM of one row with a
+        # transposed B ran 4x slower)
+        rows, cols = (k, n) if tb == NO_TRANS else (n, k)
+        _xgemv(TRANS if tb == NO_TRANS else NO_TRANS, rows, cols, c.dtype.type(alpha), b, ldb, a,
+               a.strides[1] // a.itemsize, c.dtype.type(beta), c)
         return
     ldc = max(c.strides[0] // c.itemsize, n, 1)
     _xgemm(ta, tb, m, n, k, c.dtype.type(alpha), a, lda, b, ldb, c.dtype.type(beta), c, ldc)
