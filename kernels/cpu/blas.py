@@ -57,34 +57,22 @@ AVAILABLE = _found is not None
 _int = types.int64 if (_found is None or _found[3]) else types.int32
 
 
-def _declare(t, scalar):
-    """The external function irc_?gemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)."""
-    name = f"irc_cblas_{t}gemm"
+def _declare(routine, t, scalar, ints_before, tail):
+    """The external function irc_cblas_<t><routine>: its arguments are ``ints_before`` 32-bit enums (order,
+    transposes), then ``tail``, a string of B (BLAS integer), S (scalar) and P (pointer) read in order."""
+    name = f"irc_cblas_{t}{routine}"
     if AVAILABLE:
         lib, prefix, suffix, _ = _found
-        llvm.add_symbol(name, ctypes.cast(getattr(lib, f"{prefix}{t}gemm{suffix}"), ctypes.c_void_p).value)
-    ptr = types.CPointer(scalar)
-    return types.ExternalFunction(name, types.void(types.int32, types.int32, types.int32, _int, _int, _int,
-                                                   scalar, ptr, _int, ptr, _int, scalar, ptr, _int))
+        llvm.add_symbol(name, ctypes.cast(getattr(lib, f"{prefix}{t}{routine}{suffix}"), ctypes.c_void_p).value)
+    kinds = {"B": _int, "S": scalar, "P": types.CPointer(scalar)}
+    return types.ExternalFunction(name, types.void(*[types.int32] * ints_before, *[kinds[k] for k in tail]))
 
 
-_sgemm = _declare("s", types.float32)
-_dgemm = _declare("d", types.float64)
-
-
-def _declare_gemv(t, scalar):
-    """The external function irc_?gemv(order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY)."""
-    name = f"irc_cblas_{t}gemv"
-    if AVAILABLE:
-        lib, prefix, suffix, _ = _found
-        llvm.add_symbol(name, ctypes.cast(getattr(lib, f"{prefix}{t}gemv{suffix}"), ctypes.c_void_p).value)
-    ptr = types.CPointer(scalar)
-    return types.ExternalFunction(name, types.void(types.int32, types.int32, _int, _int, scalar, ptr, _int, ptr,
-                                                   _int, scalar, ptr, _int))
-
-
-_sgemv = _declare_gemv("s", types.float32)
-_dgemv = _declare_gemv("d", types.float64)
+# ?gemm(order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)
+_FLOATS = (("s", types.float32), ("d", types.float64))
+_sgemm, _dgemm = (_declare("gemm", t, scalar, 3, "BBBSPBPBSPB") for t, scalar in _FLOATS)
+# ?gemv(order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY)
+_sgemv, _dgemv = (_declare("gemv", t, scalar, 2, "BBSPBPBSPB") for t, scalar in _FLOATS)
 
 
 def _xgemm(*args):

@@ -136,29 +136,12 @@ def _blocks(rows, cols, depth, threads):
     return 1, True, cols
 
 
-@njit(cache=True, parallel=True)
-def gemm_parallel(a, b, c, beta, threads):
-    """c = a @ b + beta * c (2-D views, as ``blas.gemm``) split by ``_blocks`` across ``threads`` workers of
-    numba's pool (an argument: threads.current() inside a kernel would keep it out of the disk cache)."""
-    m, n = c.shape
-    count, by_cols, step = _blocks(m, n, a.shape[1], threads)
-    if count == 1:
-        gemm(a, b, c, beta)
-        return
-    for t in prange(count):
-        lo = t * step
-        if by_cols:
-            hi = min(n, lo + step)
-            gemm(a, b[:, lo:hi], c[:, lo:hi], beta)
-        else:
-            hi = min(m, lo + step)
-            gemm(a[lo:hi], b, c[lo:hi], beta)
-
-
 @njit(cache=True)
 def _finish_rows(c, bias, lo, hi):
     """c[i, j] = clamp(c[i, j] + bias[j], lo, hi) in place: a bias row (length 0: none) and a clamp
     (relu: lo = 0; clip; +-inf: none). NaN stays NaN, as in the unfused ops."""
+    if bias.shape[0] == 0 and lo == -np.inf and hi == np.inf:
+        return
     for i in range(c.shape[0]):
         row = c[i]
         if bias.shape[0]:
@@ -174,25 +157,35 @@ def _finish_rows(c, bias, lo, hi):
 
 
 @njit(cache=True, parallel=True)
-def gemm_fused(a, b, c, bias, lo, hi, alpha, threads):
-    """c = clamp(alpha * a @ b + bias, lo, hi), each worker finishing its own block of c right after its
-    GEMM, while the block is in cache (split as ``gemm_parallel``)."""
+def gemm_fused(a, b, c, beta, threads, bias, lo, hi, alpha):
+    """c = clamp(alpha * a @ b + beta * c + bias, lo, hi) for 2-D views (as ``blas.gemm``), split by
+    ``_blocks`` across ``threads`` workers of numba's pool (an argument: numba.get_num_threads() inside a
+    kernel would keep it out of the disk cache), each worker finishing its own block of c right after its
+    GEMM, while the block is in cache."""
     m, n = c.shape
     count, by_cols, step = _blocks(m, n, a.shape[1], threads)
     if count == 1:
-        gemm(a, b, c, 0.0, alpha)
+        gemm(a, b, c, beta, alpha)
         _finish_rows(c, bias, lo, hi)
         return
     for t in prange(count):
         lo_i = t * step
         if by_cols:
             hi_i = min(n, lo_i + step)
-            gemm(a, b[:, lo_i:hi_i], c[:, lo_i:hi_i], 0.0, alpha)
+            gemm(a, b[:, lo_i:hi_i], c[:, lo_i:hi_i], beta, alpha)
             _finish_rows(c[:, lo_i:hi_i], bias[lo_i:hi_i] if bias.shape[0] else bias, lo, hi)
         else:
             hi_i = min(m, lo_i + step)
-            gemm(a[lo_i:hi_i], b, c[lo_i:hi_i], 0.0, alpha)
+            gemm(a[lo_i:hi_i], b, c[lo_i:hi_i], beta, alpha)
             _finish_rows(c[lo_i:hi_i], bias, lo, hi)
+
+
+@njit(cache=True)
+def gemm_parallel(a, b, c, beta, threads):
+    """c = a @ b + beta * c split across ``threads`` workers of numba's pool (``gemm_fused`` without a
+    bias or clamp)."""
+    inf = c.dtype.type(np.inf)
+    gemm_fused(a, b, c, beta, threads, np.empty(0, c.dtype), -inf, inf, c.dtype.type(1))
 
 
 @njit(cache=True, parallel=True)
@@ -255,25 +248,25 @@ def _row_vector(t, n) -> bool:
     return t is not None and t.is_static and t.shape and t.shape[-1] == n and all(d == 1 for d in t.shape[:-1])
 
 
-def _fused_gemm_kernel(node, cd, rows, n, alpha, bias_of, lo, hi):
+def _fused_gemm_kernel(node, cd, rows, n, alpha, bias, lo, hi):
     """A Kernel computing clamp(alpha * A @ B + bias, lo, hi) in one numba call: ``rows(args)`` gives the
-    2-D operands (a, b), ``bias_of(args)`` the bias row or None. Its algorithm reads "fused-gemm"."""
+    2-D operands (a, b), ``bias`` (a ``_bias_row``, or None) the bias row from operand 2. Its algorithm
+    reads "fused-gemm"."""
     shape, dt = node.outputs[0].type.shape, node.outputs[0].type.numpy_dtype
     none = np.zeros(0, cd)
     scalar = cd.type
 
     def run(*args):
         a, b = rows(args)
-        bias = bias_of(args)
         y = np.empty((a.shape[0], n), cd)
-        gemm_fused(a, b, y, none if bias is None else bias, scalar(lo), scalar(hi), scalar(alpha),
-                   threads.current())
+        gemm_fused(a, b, y, 0.0, threads.current(), none if bias is None else bias(args[2]), scalar(lo),
+                   scalar(hi), scalar(alpha))
         return y.reshape(shape).astype(dt, copy=False)
     return Kernel(run, algo="fused-gemm")
 
 
 def _bias_row(value, n, cd, scale=1.0):
-    """``fn(args, index)`` giving operand ``index`` as a contiguous bias row of ``cd`` (times ``scale``),
+    """``fn(x)`` giving the operand x of ``value`` as a contiguous bias row of ``cd`` (times ``scale``),
     computed once when the operand is a constant."""
     def make(x):
         return np.ascontiguousarray(np.asarray(x, cd).reshape(n) * cd.type(scale))
@@ -303,8 +296,8 @@ def lower_matmul(node):
         k = b_type.shape[0]
         bias = _bias_row(node.inputs[2], n, cd) if has_bias else None
         return _fused_gemm_kernel(
-            node, cd, lambda args: (_operand(args[0], cd).reshape(-1, k), _operand(args[1], cd)), n, 1.0,
-            (lambda args: bias(args[2])) if has_bias else (lambda args: None), *clamp)
+            node, cd, lambda args: (_operand(args[0], cd).reshape(-1, k), _operand(args[1], cd)), n, 1.0, bias,
+            *clamp)
     single = b_type.rank <= 2
     return Kernel(finished(node, lambda a, b: matmul_blas(a, b, cd).reshape(shape), 2),
                   algo="gemm" if single else "batched-gemm")
@@ -321,19 +314,18 @@ def lower_gemm(node):
     n = node.outputs[0].type.shape[1]
     has_c = len(node.inputs) > 2 and node.inputs[2] is not None and beta != 0
     clamp = _clamp(epilogue_steps(at), at)
+
+    def operands(a, b):
+        """A' and B': BLAS-readable views, the transposes read in place."""
+        a, b = _operand(a, cd), _operand(b, cd)
+        return (a.T if trans_a else a), (b.T if trans_b else b)
     if clamp is not None and len(node.inputs) <= 3 and node.outputs[0].type.is_static and (
             not has_c or _row_vector(node.inputs[2].type, n)):
         bias = _bias_row(node.inputs[2], n, cd, beta) if has_c else None
-
-        def rows(args):
-            a, b = _operand(args[0], cd), _operand(args[1], cd)
-            return (a.T if trans_a else a), (b.T if trans_b else b)
-        return _fused_gemm_kernel(node, cd, rows, n, alpha, (lambda args: bias(args[2])) if has_c else
-                                  (lambda args: None), *clamp)
+        return _fused_gemm_kernel(node, cd, lambda args: operands(args[0], args[1]), n, alpha, bias, *clamp)
 
     def run(a, b, c=None):
-        a, b = _operand(a, cd), _operand(b, cd)
-        a, b = (a.T if trans_a else a), (b.T if trans_b else b)
+        a, b = operands(a, b)
         y = np.empty((a.shape[0], b.shape[1]), cd)
         gemm_parallel(a, b, y, 0.0, threads.current())
         if c is not None and beta != 0:
