@@ -489,3 +489,23 @@ def test_kernels_reload_from_the_disk_cache_without_compiling():
     with JitCompiles() as jit:
         assert_close(fresh(X, Y), _reference(tree, [X, Y]), 1e-5)
     assert jit.names == []
+
+
+@pytest.mark.parametrize("shapes", [[(6, 50), (6, 50)], [(6, 50), (50,)], [(4, 6, 50), (6, 1)]],
+                         ids=["flat", "row-broadcast", "nd"])
+def test_in_place_result_reads_the_operand_it_overwrites(shapes):
+    """plan-memory may hand a kernel an operand's own buffer as its result: the variant for that reads the
+    operand from the result (one buffer, so the loop vectorizes) and must compute what a fresh result gets."""
+    rng = np.random.default_rng(3)
+    x, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)
+    k = elementwise_kernel(Expr.make("mul", Expr.make("add", 0, 1), 0), ["f32", "f32"])
+    want = (x + b) * x
+    k.into(x, x, b)
+    assert_close(x, want)
+
+
+def test_a_result_overlapping_an_operand_without_being_it_is_refused():
+    k = elementwise_kernel(Expr.make("neg", 0), ["f32"])
+    buf = np.zeros(101, np.float32)
+    with pytest.raises(irc.IrcError, match="overlaps"):
+        k.into(buf[1:], buf[:-1])

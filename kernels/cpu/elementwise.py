@@ -20,7 +20,10 @@ Generated code:
   plain loop). Each comes serial and parallel (prange over the outermost dim, for outputs of
   ``PARALLEL_MIN`` elements or more) and is specialized on its rank and on how each operand is read in
   the innermost loop: ``c`` contiguous, ``b`` broadcast (loaded once outside it), ``s`` strided, ``-``
-  unused. A specialization is generated, written and compiled the first time an operand layout needs it.
+  unused. A specialization is generated, written and compiled the first time an operand layout needs it;
+- an in-place result (plan-memory hands the kernel an operand's own buffer as ``out``) has a variant of
+  its own reading that operand from ``out``: given two arrays over one buffer, LLVM's run-time overlap
+  check fails and the loop runs its scalar fallback (measured 4-13x slower).
 """
 from __future__ import annotations
 
@@ -477,10 +480,11 @@ def _head(parallel: bool, params: str, n: int) -> List[str]:
             f"def {'parallel' if parallel else 'serial'}(out{params}{''.join(f', a{i}' for i in range(n))}):"]
 
 
-def _flat_source(body: List[str], root: str, pattern: str, parallel: bool) -> str:
-    """One loop over the output; contiguous operands read at the same index, broadcast ones once."""
+def _flat_source(body: List[str], root: str, pattern: str, parallel: bool, alias: int) -> str:
+    """One loop over the output; contiguous operands read at the same index, broadcast ones once; operand
+    ``alias`` (-1: none) is read from the output it is (module docstring)."""
     n = len(pattern)
-    loads = [f"x{i} = a{i}[i]" for i in range(n) if pattern[i] == "c"]
+    loads = [f"x{i} = {'out' if i == alias else f'a{i}'}[i]" for i in range(n) if pattern[i] == "c"]
     hoisted = [f"x{i} = a{i}[0]" for i in range(n) if pattern[i] == "b"]
     lines = [*_head(parallel, "", n),
              *(f"    {h}" for h in hoisted),
@@ -490,9 +494,10 @@ def _flat_source(body: List[str], root: str, pattern: str, parallel: bool) -> st
     return "\n".join(lines) + "\n"
 
 
-def _nd_source(body: List[str], root: str, pattern: str, parallel: bool, rank: int) -> str:
+def _nd_source(body: List[str], root: str, pattern: str, parallel: bool, rank: int, alias: int) -> str:
     """Nested loops over a coalesced shape of ``rank`` dims (prange over the outermost in the parallel
-    variant, the innermost a plain loop); each loop carries the operands' offsets to the next."""
+    variant, the innermost a plain loop); each loop carries the operands' offsets to the next. Operand
+    ``alias`` (-1: none) is read from the output it is, at the output's offsets."""
     n = len(pattern)
     live = [i for i in range(n) if pattern[i] != "-"]
     last = rank - 1
@@ -515,7 +520,8 @@ def _nd_source(body: List[str], root: str, pattern: str, parallel: bool, rank: i
     lines += [*(f"{ind}x{i} = a{i}[{f'p{i}_{last - 1}' if last else 0}]" for i in live if pattern[i] == "b"),
               f"{ind}for j in {'prange' if parallel and last == 0 else 'range'}(n{last}):",
               *(f"{ind}    x{i} = {loads[pattern[i]].format(i=i, p=at(f'p{i}_', last), last=last)}"
-                for i in live if pattern[i] in "cs"),
+                for i in live if pattern[i] in "cs" and i != alias),
+              *([f"{ind}    x{alias} = out[{at('q', last)}j]"] if alias >= 0 else []),
               *(f"{ind}    {st}" for st in body),
               f"{ind}    out[{at('q', last)}j] = {root}"]
     return "\n".join(_head(parallel, ", shape, strides", n) + lines) + "\n"
@@ -555,16 +561,16 @@ class ElementwiseKernel:
         self._plans: Dict[tuple, _Plan] = {}
         self._modules: Dict[Tuple[str, str, int], object] = {}
 
-    def source(self, kind: str, pattern: str, rank: int = 1) -> str:
+    def source(self, kind: str, pattern: str, rank: int = 1, alias: int = -1) -> str:
         """The module text of one loop form (its serial and parallel functions)."""
         def loop(parallel):
             if kind == "flat":
-                return _flat_source(self._body, self._root, pattern, parallel)
-            return _nd_source(self._body, self._root, pattern, parallel, rank)
+                return _flat_source(self._body, self._root, pattern, parallel, alias)
+            return _nd_source(self._body, self._root, pattern, parallel, rank, alias)
         return _HEADER.format(expr=self.tree) + "\n\n" + loop(False) + "\n\n" + loop(True)
 
-    def _module(self, plan: _Plan):
-        key = (plan.kind, plan.pattern, plan.rank)
+    def _module(self, plan: _Plan, alias: int):
+        key = (plan.kind, plan.pattern, plan.rank, alias)
         mod = self._modules.get(key)
         if mod is None:
             mod = self._modules[key] = load_module(self.source(*key), "ew")
@@ -626,7 +632,8 @@ class ElementwiseKernel:
                            f"the operands broadcast to {list(plan.shape)}")
         if out.size == 0:
             return _nothing, ()
-        fn = getattr(self._module(plan), "parallel" if plan.parallel(out.size) else "serial")
+        fn = getattr(self._module(plan, _alias(out, arrays, plan.pattern)),
+                     "parallel" if plan.parallel(out.size) else "serial")
         bufs = [readonly_buffer(a) for a in arrays]
         if plan.kind == "flat":
             return fn, (out.reshape(-1), *bufs)
@@ -658,6 +665,17 @@ class ElementwiseKernel:
         if self._buf_np != self._out_np or any(c is not a for c, a in zip(checked, arrays)):
             return self.into, (out, *arrays)    # an operand converted or copied: redo it every run
         return self._launch(out, checked)
+
+
+def _alias(out: np.ndarray, arrays, pattern: str) -> int:
+    """The operand that is ``out`` itself (an in-place result), -1 for none. Only an exact alias can be:
+    plan-memory gives a result either an operand's whole buffer or memory no operand uses."""
+    for i, a in enumerate(arrays):
+        if pattern[i] == "c" and a.shape == out.shape and np.may_share_memory(a, out):
+            if a.ctypes.data == out.ctypes.data and a.strides == out.strides:
+                return i
+            raise IrcError("elementwise kernel: an operand overlaps the result without being it")
+    return -1
 
 
 def _nothing() -> None:
