@@ -20,6 +20,7 @@ under load). Without TBB, irc takes OpenMP's robust setting: ``configure_env()``
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import sys
@@ -56,6 +57,7 @@ def configure_env() -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+@functools.lru_cache(maxsize=None)
 def _max_threads() -> int:
     """numba's pool size (fixed when numba loads)."""
     from numba import config
@@ -73,10 +75,9 @@ def get_num_threads() -> int:
     at most numba's pool size (``NUMBA_NUM_THREADS``, fixed when numba loads)."""
     if _requested is not None:
         n = _requested
-    elif os.environ.get(ENV_VAR):
-        n = _parse_count(os.environ[ENV_VAR], ENV_VAR)
     else:
-        n = _max_threads()
+        value = os.environ.get(ENV_VAR)
+        n = _parse_count(value, ENV_VAR) if value else _max_threads()
     return min(n, _max_threads())
 
 

@@ -325,17 +325,27 @@ def lower_softmax(node):
     written straight into the result buffer the executor gives (``into``)."""
     dtype, axis, log = node.outputs[0].type.numpy_dtype, node.attrs["axis"], node.op == "log_softmax"
 
-    def into(out, x):
+    def args(out, x):
+        """_softmax's operands writing into out."""
         a = norm_axis(axis, x.ndim, f"{node.op} axis")
         rows = (math.prod(x.shape[:a]), x.shape[a], math.prod(x.shape[a + 1:]))
+        tasks = min(rows[0], _threads(out.size, SOFTMAX_PARALLEL_MIN))
+        return frozen(float_operand(x), None).reshape(rows), out.reshape(rows), log, tasks
+
+    def into(out, x):
         if out.size:
-            y = out.reshape(rows)
-            _softmax(frozen(float_operand(x), None).reshape(rows), y, log,
-                     min(rows[0], _threads(y.size, SOFTMAX_PARALLEL_MIN)))
+            _softmax(*args(out, x))
+
+    def bind(out, x):
+        if not out.size or not x.flags.c_contiguous:    # (a strided operand is copied on every run)
+            return into, (out, x)
+        return _softmax, args(out, x)
 
     def run(x):
         xf = float_operand(x)
         y = np.empty(x.shape, xf.dtype)
         into(y, xf)
         return y.astype(dtype, copy=False)
-    return Kernel(run, into=into if dtype in (np.float32, np.float64) else None)
+    if dtype not in (np.float32, np.float64):
+        return Kernel(run)
+    return Kernel(run, into=into, bind=bind)
