@@ -189,8 +189,22 @@ class Frame:
         for s, v in plan.consts.items():
             env[s] = v
         self._place_results()
+        self.held: Dict[int, np.ndarray] = {}
+        self.holding = {id(step) for step in plan.steps if self._hold(step)}
         self.calls = [c for c in map(self._bind, plan.steps) if c is not None]
         self.blank = [None] * (len(env) - plan.fixed)
+
+    def _hold(self, step: Step) -> bool:
+        """Give ``step`` a buffer of the frame's own (``held``: slot -> buffer) when its result is a graph
+        output that it can write into (``into``) and no step reads: bound like an arena result, the step
+        has no Python left per run, and the run returns a copy (for a small output cheaper than the kernel
+        making a fresh array; outputs never live in the arena, which the next run overwrites)."""
+        v, s = step.node.outputs[0], step.outputs[0]
+        if (step.kernel.into is None or len(step.outputs) > 1 or s in self.plan.offsets or v.users()
+                or not v.type.is_static or v not in self.plan.graph.outputs):
+            return False
+        self.held[s] = self.env[s] = np.empty(v.type.shape, v.type.numpy_dtype)
+        return True
 
     def _place_results(self) -> None:
         """Every planned result's slot holds its slice of the arena (64-byte aligned)."""
@@ -210,7 +224,7 @@ class Frame:
             if k.view and step.outputs[0] < plan.fixed:
                 env[step.outputs[0]] = step.fn(*[env[i] for i in step.inputs])
                 return None
-            if step.outputs[0] in plan.offsets:
+            if step.outputs[0] in plan.offsets or id(step) in self.holding:
                 if fixed:
                     return (*k.bound(env[step.outputs[0]], *[env[i] for i in step.inputs]), step.node)
                 return _into_call(step, env), (), step.node
@@ -230,7 +244,8 @@ class Frame:
         try:
             for call, args, node in self.calls:
                 call(*args)
-            return [env[s] for s in plan.output_slots]
+            held = self.held
+            return [held[s].copy() if s in held else env[s] for s in plan.output_slots]
         except IrcError:
             raise
         except Exception as e:

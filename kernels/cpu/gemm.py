@@ -295,7 +295,12 @@ def _fused_gemm_kernel(node, cd, rows, n, alpha, bias, lo, hi):
         gemm_fused(a, b, y, 0.0, threads.current(), row, lo, hi, alpha)
 
     def bind(out, *args):
+        """The call with its operands made once, unless one of them is a copy of an operand (converted,
+        or a bias computed from one), which must be made again from each run's values."""
         a, b, y, row = operands(out, args)
+        if not (np.may_share_memory(a, args[0]) and np.may_share_memory(b, args[1])) or (
+                bias is not None and node.inputs[2].const_value is None):
+            return into, (out, *args)
         return (lambda: gemm_fused(a, b, y, 0.0, threads.current(), row, lo, hi, alpha)), ()
 
     def run(*args):
