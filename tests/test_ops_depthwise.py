@@ -10,7 +10,7 @@ from onnx import helper, numpy_helper
 import irc
 from irc.backend.registry import lowering
 from irc.frontend import import_onnx
-from irc.kernels.cpu.depthwise import NARROW, pack_taps
+from irc.kernels.cpu.depthwise import NARROW, flat_layout, pack_taps
 from irc.ops.interpret import interpret
 from tests.util import NP_TO_ONNX, assert_close, check_model, node_model
 
@@ -66,6 +66,21 @@ CASES = {
     "grouped_4_per_group_wide": ((2, 8, 6, W), (6, 4, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}, False,
                                  "grouped-direct"),
     "grouped_pointwise": ((2, 8, 4, 3), (6, 4, 1, 1), {"group": 2}, True, "grouped-direct"),
+    # stride 2 on an even width: flat column phases (the rows between output rows computed and dropped)
+    "stride2_even_wide": (*dw(3, W + 1, stride=2), True, "depthwise"),
+    "stride2_even_batch2": ((2, 5, 12, 10), (5, 1, 3, 3), {"group": 5, "strides": [2, 2], "pads": [1, 1, 1, 1]},
+                            True, "depthwise"),
+    "stride2_right_pads_only": ((1, 4, 14, 14), (4, 1, 3, 3), {"group": 4, "strides": [2, 2], "pads": [0, 0, 1, 1]},
+                                False, "depthwise"),
+    "stride2_dilation2": (*dw(4, 12, stride=2, pad=2, dilations=[2, 2]), True, "depthwise"),
+    "stride2_5x5_even": (*dw(6, 18, k=5, stride=2), True, "depthwise"),
+    "stride2_no_pad_narrower_output": (*dw(3, 10, stride=2, pad=0), True, "depthwise"),
+    "stride_2_1": ((1, 3, 10, 12), (3, 1, 3, 3), {"group": 3, "strides": [2, 1], "pads": [1, 1, 1, 1]}, True,
+                   "depthwise"),
+    "stride_1_2": ((1, 3, 9, 12), (3, 1, 3, 3), {"group": 3, "strides": [1, 2], "pads": [1, 1, 1, 1]}, True,
+                   "depthwise"),
+    "multiplier2_stride2_even": ((1, 4, 10, 10), (8, 1, 3, 3), {"group": 4, "strides": [2, 2], "pads": [1, 1, 1, 1]},
+                                 True, "depthwise"),
 }
 
 
@@ -103,13 +118,49 @@ def test_symbolic_batch():
         check_model(model, {"x": rand((batch, 6, 9, 9), batch)})
 
 
-def test_nan_and_inf_stay_in_their_windows():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_nan_and_inf_stay_in_their_windows(stride):
     """Padding is zeros, never a neighbour's value: a NaN or infinity reaches only the outputs whose window
-    holds it."""
-    model, feeds = conv_case(*dw(3, 8))
+    holds it (the flat layouts read a neighbouring row or phase where a tap is masked off)."""
+    model, feeds = conv_case(*dw(3, 8, stride=stride))
     x = feeds["x"].copy()
     x[0, 0, 0, 7], x[0, 1, 4, 0], x[0, 2, 7, 3] = np.nan, np.inf, -np.inf
     check_model(model, {"x": x})
+
+
+class Geom:
+    """The conv.Geometry fields flat_layout reads."""
+
+    def __init__(self, h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw):
+        self.h, self.w, self.oh, self.ow, self.kh, self.kw = h, w, oh, ow, kh, kw
+        self.sh, self.sw, self.dh, self.dw, self.ph, self.pw = sh, sw, dh, dw, ph, pw
+
+
+# (H, W, OH, OW, kh, kw, sh, sw, dh, dw, ph, pw): whether the flat column phases apply
+FLAT = [((7, 7, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1), True),        # MobileNet's 'same' 3x3
+        ((14, 14, 7, 7, 3, 3, 2, 2, 1, 1, 1, 1), True),      # MobileNet's stride 2
+        ((112, 112, 56, 56, 3, 3, 2, 2, 1, 1, 1, 1), True),
+        ((15, 15, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1), False),     # odd width: phases of unequal widths
+        ((9, 9, 11, 11, 3, 3, 1, 1, 1, 1, 2, 2), False),     # output wider than the input
+        ((12, 12, 5, 7, 3, 3, 3, 2, 1, 1, 0, 2), False),     # right padding makes a 7th output column
+        ((12, 12, 4, 12, 3, 3, 3, 1, 1, 1, 0, 1), True),     # stride 3 rows, 1 column
+        ((12, 12, 4, 4, 3, 3, 3, 3, 1, 1, 1, 1), False)]     # stride 3 columns: planes
+
+
+@pytest.mark.parametrize("dims,flat", FLAT)
+def test_flat_layout_choice(dims, flat):
+    assert (flat_layout(Geom(*dims), 9) is not None) == flat
+
+
+def test_flat_layout_masks_columns_outside_the_input():
+    """Stride 2, 3x3, pad 1 on a width of 8: tap column 0 reads column 2p - 1, outside for p = 0 only; tap
+    column 2 reads 2p + 1, always inside."""
+    masks, layout, offsets = flat_layout(Geom(8, 8, 4, 4, 3, 3, 2, 2, 1, 1, 1, 1), 9)
+    pitch = layout[1]
+    assert pitch == 8  # two input rows of a 4-wide phase
+    rows = masks[:, :4 * pitch].reshape(9, 4, pitch)[:, :, :4]  # the outputs kept
+    assert not rows[0, :, 0].any() and rows[0, :, 1:].all()
+    assert rows[1].all() and rows[2].all()
 
 
 def test_pack_taps_pads_to_a_multiple_of_nine():

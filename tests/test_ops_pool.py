@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import irc
+from irc.backend.registry import lowering
 from irc.frontend import import_onnx
 from irc.kernels.cpu.depthwise import NARROW
 from irc.ops.interpret import interpret
@@ -42,6 +43,11 @@ CASES = {
     "avg_same_upper_s2": ("AveragePool", (1, 4, 10, W), pool(3, 2, auto_pad="SAME_UPPER", pads=None)),
     "max_1d_wide": ("MaxPool", (2, 3, 3 * W), {"kernel_shape": [3], "strides": [2], "pads": [1, 1]}),
     "avg_1d": ("AveragePool", (1, 4, 11), {"kernel_shape": [4], "strides": [1], "pads": [2, 1]}),
+    "max_2x2_s2_odd_floor": ("MaxPool", (2, 3, 9, 11), pool(2, 2)),
+    "max_2x2_s2_odd_ceil": ("MaxPool", (1, 3, 9, 11), pool(2, 2, ceil_mode=1)),
+    "avg_2x2_s2_batch2": ("AveragePool", (2, 4, 8, W + 1), pool(2, 2)),
+    "avg_2x2_s2_padded": ("AveragePool", (1, 2, 8, 8), pool(2, 2, 1)),
+    "max_2x2_s1": ("MaxPool", (1, 2, 8, 8), pool(2, 1)),
     "global_avg": ("GlobalAveragePool", (2, 12, 7, 7), {}),
     "global_avg_wide": ("GlobalAveragePool", (1, 3, W, W), {}),
     "global_max": ("GlobalMaxPool", (2, 5, 9, 11), {}),
@@ -61,6 +67,17 @@ def test_pool(name):
     check_model(model(op, x, attrs), {"x": x})
 
 
+# the 2x2 stride-2 windows without padding that stay inside the image are read straight from the input
+DIRECT_2X2 = {"vgg_max_2x2_s2_wide", "max_2x2_s2_odd_floor", "avg_2x2_s2_batch2"}
+
+
+@pytest.mark.parametrize("name", [n for n, (op, _, _) in CASES.items() if op in ("MaxPool", "AveragePool")])
+def test_algorithm(name):
+    op, shape, attrs = CASES[name]
+    [node] = [n for n in import_onnx(model(op, rand(shape), attrs)).nodes if n.op != "const"]
+    assert lowering(node.op).fn(node).algo == ("direct-2x2" if name in DIRECT_2X2 else "direct")
+
+
 @pytest.mark.parametrize("name", ["resnet_max_3x3_s2_pad1_wide", "avg_3x3_s2_pad1_count_pad_wide", "global_avg",
                                   "max_3x3_s2_pad1_narrow"])
 def test_nan_and_infinities(name):
@@ -73,7 +90,8 @@ def test_nan_and_infinities(name):
     check_model(model(op, x, attrs), {"x": x})
 
 
-@pytest.mark.parametrize("name", ["vgg_max_2x2_s2_wide", "avg_ceil_count_pad_narrow", "global_max"])
+@pytest.mark.parametrize("name", ["vgg_max_2x2_s2_wide", "avg_2x2_s2_batch2", "avg_ceil_count_pad_narrow",
+                                  "global_max", "global_avg"])
 def test_float64_matches_reference(name):
     op, shape, attrs = CASES[name]
     x = rand(shape, 2, np.float64)
@@ -87,5 +105,13 @@ def test_float64_matches_reference(name):
 def test_mean_over_height_and_width(shape):
     x = rand(shape, 3)
     for keepdims in (0, 1):
-        check_model(node_model("ReduceMean", {"x": x}, {"axes": [2, 3], "keepdims": keepdims}, opset=13),
-                    {"x": x})
+        m = node_model("ReduceMean", {"x": x}, {"axes": [2, 3], "keepdims": keepdims}, opset=13)
+        [node] = [n for n in import_onnx(m).nodes if n.op == "reduce_mean"]
+        assert lowering("reduce_mean").fn(node).algo == "row-mean"
+        check_model(m, {"x": x})
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool", "MaxPool"])
+def test_float16_pools_in_float32(op):
+    x = rand((2, 5, 6, 7), 4, np.float16)
+    check_model(model(op, x, pool(2, 2) if op == "MaxPool" else {}), {"x": x}, tol=5e-3)

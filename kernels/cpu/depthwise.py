@@ -16,13 +16,17 @@ dropped. Small maps (7x7, 14x14) so still run full vectors: their flat run is ma
 loop per output row would be a scalar loop of 7 or 14. Maps narrower than NARROW are filled and stored
 by one gathering loop each instead of a short loop per row.
 
-Flat channels: a stride-1 conv whose output is as wide as its input (the 'same' depthwise convs of
-MobileNet and ConvNeXt) skips the planes: the channel is copied whole, after a run of zeros, and used
-with its own row pitch, so that the output pitch is the output's and it is stored in one contiguous
-loop. A row above or below the input falls into zeros; a tap whose column falls outside its row (it would
-read the neighbouring row) is masked off by a table worked out at lowering (``same_masks``), which
-compiles to masked vector loads. Measured on MobileNetV2's 14x14 and 7x7 maps, this runs 2-2.5x faster
-than the planes, whose per-row copies dominate there.
+Flat column phases (``flat_layout``): where the input width is a multiple of the column stride sw and the
+output is no wider than W/sw (MobileNet's 'same' convs and its stride-2 convs, ConvNeXt's 7x7) the planes
+are skipped: the channel is split, as one loop over all of it, into its sw column phases (a copy for
+sw = 1, a de-interleave for 2), each wq = W/sw wide and unpadded, after a run of zeros. The flat outputs
+take the row pitch sh*wq, so that tap (i, j) of every output is again one fixed offset: a row above or
+below the input falls into zeros, and a tap whose column falls outside its row (it would read the
+neighbouring row) is masked off by a table worked out at lowering, which compiles to masked vector loads.
+With sh = 1 the pitch is the output's, which is stored in one contiguous loop; with sh = 2 the outputs
+between two output rows are computed and dropped, which measured faster than the planes' per-row copies
+(1.5-1.7x on MobileNetV2's stride-2 convs) and than a segment per output row. Measured on MobileNetV2's
+14x14 and 7x7 maps, the stride-1 form runs 2-2.5x faster than the planes.
 
 The convolution runs nine taps per pass (``_taps9``: a 3x3 window in one pass; larger windows in
 several, the weight padded with zero taps by ``pack_taps``), the bias as the accumulator's start, and a
@@ -34,6 +38,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...ops.nn import epilogue_steps
+from ...runtime import threads
 from .gemm import frozen
 
 # outputs per step of the tap loops: one 512-bit vector of float32, two of float64
@@ -191,7 +196,7 @@ def _taps9(acc, plane, w, offsets, n):
 @njit(cache=True, inline="always")
 def _taps9_masked(acc, plane, w, offsets, masks, z, n):
     """_taps9 where each tap t reads plane[offsets[t] + k] only where masks[t, k], else z (0): the taps of
-    a flat, unpadded channel whose column runs past its row (``same_masks``)."""
+    a flat, unpadded channel whose column runs past its row (``flat_layout``)."""
     w0, w1, w2, w3, w4, w5, w6, w7, w8 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
     s0, s1, s2 = plane[offsets[0]:], plane[offsets[1]:], plane[offsets[2]:]
     s3, s4, s5 = plane[offsets[3]:], plane[offsets[4]:], plane[offsets[5]:]
@@ -204,34 +209,47 @@ def _taps9_masked(acc, plane, w, offsets, masks, z, n):
                    + w6 * (s6[k] if m6[k] else z) + w7 * (s7[k] if m7[k] else z) + w8 * (s8[k] if m8[k] else z))
 
 
-def same_masks(h, w, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw) -> np.ndarray:
-    """For stride 1 and outputs as wide as the input (the 'same' convs of MobileNet and ConvNeXt) the
-    channel is used flat and unpadded (``_same_geometry``): masks[t, q] is False where tap t's column
-    falls outside the row of flat output q = yy*w + p (it would read the row's neighbour), and for the
-    zero taps past kh*kw (``pack_taps``). Worked out once, at lowering; [0, 0] for other convs."""
-    if (sh, sw) != (1, 1) or ow != w:
-        return np.zeros((0, 0), np.bool_)
-    taps = -(-kh * kw // 9) * 9
-    cols = np.arange(oh * w + VECTOR) % w
-    masks = np.zeros((taps, oh * w + VECTOR), np.bool_)
-    for t in range(kh * kw):
-        c = cols + (t % kw) * dw - pw
-        masks[t] = (c >= 0) & (c < w)
-    return masks
-
-
-@njit(cache=True)
-def _same_geometry(h, w, oh, kh, kw, dh, dw, ph, pw, taps):
-    """(size, guard, rows, offsets) of the flat channel of ``same_masks``: the channel follows ``guard``
-    zeros, so that tap (i, j) of flat output q is plane element q + offsets[i*kw + j] and a row above or
-    below the input falls into zeros; rows output rows per segment; the padding taps read offset guard."""
-    guard = ph * w + pw
+def flat_layout(g, taps):
+    """(masks, layout, offsets) of the flat column phases (see the module docstring) of a conv of geometry g
+    (conv.Geometry) whose packed weight has ``taps`` taps, or None where they do not apply (a column stride
+    above 2, an input width that is not a multiple of it, an output wider than a phase). Worked out at
+    lowering:
+    - layout (size, pitch, rows, guard, region, phases, count): the per-channel buffer's length, the flat
+      outputs' row pitch sh*wq (wq = W/sw, a phase's width), output rows per segment, the zeros before
+      each phase's data, the distance between phases, sw, and a phase's H*wq elements;
+    - offsets[t]: tap t's element for flat output 0 (the zero-weight padding taps read the first phase);
+    - masks[t, q]: whether tap t's column is inside the input for flat output q (False for the padding
+      taps), which compiles to masked vector loads."""
+    if g.sw > 2 or g.w % g.sw or g.ow > g.w // g.sw:
+        return None
+    wq = g.w // g.sw
+    pitch = g.sh * wq
+    # about SEGMENT outputs per segment; with sh > 1 the pitch spans sh input rows, and the outputs between
+    # are computed and dropped (measured faster than a segment per output row, even at 56 wide)
+    rows = min(g.oh, max(1, SEGMENT // pitch))
+    tap = np.arange(g.kh * g.kw)
+    col = (tap % g.kw) * g.dw - g.pw
+    shift = (tap // g.kw * g.dh - g.ph) * wq + col // g.sw  # (floor division: the phase's column)
+    guard = max(0, -int(shift.min()))
+    region = guard + max(g.h * wq, max(0, int(shift.max())) + g.oh * pitch + VECTOR)
     offsets = np.full(taps, guard, np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            offsets[i * kw + j] = guard + (i * dh - ph) * w + j * dw - pw
-    size = guard + max(h * w, oh * w + VECTOR + ((kh - 1) * dh - ph) * w + (kw - 1) * dw - pw)
-    return size, guard, min(oh, max(1, SEGMENT // w)), offsets
+    offsets[:tap.size] = (col % g.sw) * region + guard + shift
+    p = np.arange(g.oh * pitch + VECTOR) % pitch
+    masks = np.zeros((taps, p.size), np.bool_)
+    for t in tap:
+        masks[t] = (p + col[t] // g.sw >= 0) & (p + col[t] // g.sw < wq)
+    return masks, (g.sw * region, pitch, rows, guard, region, g.sw, g.h * wq), offsets
+
+
+@njit(cache=True, inline="always")
+def _fill_flat(src, plane, guard, region, phases, n):
+    """Column phase b of the flat input channel src [H*W] (columns b, b + sw, ...: n = H*W/sw elements) into
+    plane[b*region + guard:], for the ``phases`` = sw (1 or 2) phases: a copy or a de-interleave, one loop
+    over the whole channel."""
+    if phases == 1:
+        _copy(plane[guard:guard + n], src)
+    else:
+        _deinterleave(src, plane[guard:guard + n], plane[region + guard:region + guard + n])
 
 
 def clamp_epilogue(node):
@@ -258,7 +276,7 @@ def pack_taps(w: np.ndarray) -> np.ndarray:
 @njit(cache=True, inline="always")
 def _segment(planes, w, bias, offsets, masks, z, acc, q0, n):
     """acc = bias + every tap of the weights w [C/g, taps] of one output channel over the flat outputs
-    q0 .. q0 + n of its group's planes (masked taps where ``masks`` has rows, see same_masks; z is a zero
+    q0 .. q0 + n of its group's planes (masked taps where ``masks`` has rows, see flat_layout; z is a zero
     of the planes' dtype)."""
     for k in range(acc.shape[0]):
         acc[k] = bias
@@ -284,53 +302,103 @@ def _store_flat(acc, dst, lo, hi):
         dst[p] = _clamp(acc[p], lo, hi)
 
 
+@njit(cache=True, inline="always")
+def _store_rows(plan, acc, dst, run, flat, pitch, lo, hi):
+    """dst [r, OW] (``run``: the same as one contiguous run) = the r output rows in the accumulator acc of
+    row pitch ``pitch``, limited to [lo, hi]: one contiguous loop where the pitch is the output's, else a
+    loop per row for the flat column phases (``flat``), else ``store_segment`` (phase-split planes)."""
+    if pitch == dst.shape[1]:
+        _store_flat(acc, run, lo, hi)
+    elif flat:
+        for r in range(dst.shape[0]):
+            _store_flat(acc[r * pitch:], dst[r], lo, hi)
+    else:
+        store_segment(plan, acc, dst, run, lo, hi)
+
+
 @njit(cache=True, parallel=True, fastmath={"contract"})
-def grouped_direct(x, w, b, y, masks, kh, kw, sh, sw, dh, dw, ph, pw, lo, hi, workers):
-    """y [N, O, OH, OW] = b + the grouped convolution of x [N, C, H, W] with the kh x kw weight w
-    [O, C/g, taps] (``pack_taps``), limited to [lo, hi] (``clamp_epilogue``), computed directly (no GEMM)
-    in parallel over (image, group) by up to ``workers`` threads: on flat unpadded channels where
-    ``masks`` (``same_masks``) has rows, else on phase-split planes (see the module docstring)."""
+def grouped_direct(x, w, b, y, masks, plan, layout, offsets, lo, hi, workers):
+    """y [N, O, OH, OW] = b + the grouped convolution of x [N, C, H, W] with the weight w [O, C/g, taps]
+    (``pack_taps``), limited to [lo, hi] (``clamp_epilogue``), computed directly (no GEMM) in parallel over
+    (image, group) by up to ``workers`` threads: on flat column phases where ``masks`` has rows
+    (``flat_layout``, which also gives layout and offsets), else on phase-split planes (``plan``; layout
+    (size, pitch, rows, ...) and offsets from ``conv_layout``). See the module docstring."""
     n_img, c_in, h, wd = x.shape
     o_all, cg = w.shape[0], w.shape[1]
     groups, oh, ow = c_in // cg, y.shape[2], y.shape[3]
     og = o_all // groups
-    flat, zero, guard = masks.shape[0] > 0, np.zeros(1, x.dtype)[0], 0
-    plan = plane_plan(h, wd, oh, ow, kh, kw, sh, sw, dh, dw, ph, pw)
-    size, wq, rows, offsets = plan[0], plan[1], plan[2], np.zeros(w.shape[2], np.int64)
-    offsets[:kh * kw] = plan[6]  # (the zero-weight padding taps read offset 0)
-    if flat:
-        size, guard, rows, offsets = _same_geometry(h, wd, oh, kh, kw, dh, dw, ph, pw, w.shape[2])
-        wq = wd
+    flat, zero = masks.shape[0] > 0, np.zeros(1, x.dtype)[0]
+    size, pitch, rows, guard, region, phases, n_phase = layout
     xf, yf = x.reshape((n_img, c_in, h * wd)), y.reshape((n_img, o_all, oh * ow))
     items = n_img * groups
     workers = min(items, workers)
     for t in prange(workers):
         planes = np.zeros((cg, size), x.dtype)
-        acc = np.empty(rows * wq + VECTOR, y.dtype)
+        acc = np.empty(rows * pitch + VECTOR, y.dtype)
         for item in range(t * items // workers, (t + 1) * items // workers):
             n, g = item // groups, item % groups
             for ci in range(cg):
                 if flat:
-                    _copy(planes[ci, guard:guard + h * wd], xf[n, g * cg + ci])
+                    _fill_flat(xf[n, g * cg + ci], planes[ci], guard, region, phases, n_phase)
                 else:
                     load_plane(plan, x[n, g * cg + ci], planes[ci], zero)
             for o in range(g * og, (g + 1) * og):
                 for y0 in range(0, oh, rows):
                     r_n = min(rows, oh - y0)
-                    _segment(planes, w[o], b[o], offsets, masks, zero, acc, y0 * wq, r_n * wq)
-                    if flat:
-                        _store_flat(acc, yf[n, o, y0 * ow:(y0 + r_n) * ow], lo, hi)
-                    else:
-                        store_segment(plan, acc, y[n, o, y0:y0 + r_n], yf[n, o, y0 * ow:(y0 + r_n) * ow], lo, hi)
+                    _segment(planes, w[o], b[o], offsets, masks, zero, acc, y0 * pitch, r_n * pitch)
+                    _store_rows(plan, acc, y[n, o, y0:y0 + r_n], yf[n, o, y0 * ow:(y0 + r_n) * ow], flat, pitch, lo, hi)
+
+
+def conv_layout(g, taps):
+    """(masks, plan, layout, offsets) that ``grouped_direct`` reads for a conv of geometry g (conv.Geometry)
+    whose packed weight has ``taps`` taps: the flat column phases where they apply (``flat_layout``), else
+    the phase-split planes (``plane_plan``), with layout (size, row pitch, rows per segment, 0, 0, 0, 0) and
+    the per-tap offsets."""
+    plan = plane_plan(g.h, g.w, g.oh, g.ow, *g.window())  # (passed on either way: one compiled signature)
+    flat = flat_layout(g, taps)
+    if flat is not None:
+        masks, layout, offsets = flat
+        return masks, plan, layout, offsets
+    offsets = np.zeros(taps, np.int64)
+    offsets[:g.kh * g.kw] = plan[6]  # (the zero-weight padding taps read offset 0)
+    return np.zeros((0, 0), np.bool_), plan, (plan[0], plan[1], plan[2], 0, 0, 0, 0), offsets
+
+
+class DirectConv:
+    """A grouped conv of geometry g (conv.Geometry) through ``grouped_direct``, its layout worked out once:
+    ``into(out, x, w, b)`` and ``bind`` write the result into out (the output-buffer protocol of
+    irc.backend.registry), calling it makes a fresh result. weight(w) gives the packed weight
+    (``pack_taps``), bias(b) the bias, bounds the fused clamp (lo, hi)."""
+
+    def __init__(self, g, weight, bias, dtype, bounds):
+        self.shape, self.dtype = (g.n, g.o, g.oh, g.ow), np.dtype(dtype)
+        self.weight, self.bias, self.bounds = weight, bias, bounds
+        self.masks, self.plan, self.layout, self.offsets = conv_layout(g, -(-g.kh * g.kw // 9) * 9)
+
+    def bind(self, out, x, w, b=None):
+        """(call, ()) writing the conv of x by w (+ b), clipped, into ``out`` for arrays that stay where they
+        are (irc.backend.registry's ``bind``): x converted once; the weight and bias are fetched per call
+        (a constant's packed once, at lowering; an operand's contents change from run to run)."""
+        x, tail = frozen(x, self.dtype), (self.masks, self.plan, self.layout, self.offsets, *self.bounds,
+                                          threads.current())
+
+        def call():
+            grouped_direct(x, self.weight(w), self.bias(b), out, *tail)
+        return call, ()
+
+    def into(self, out, x, w, b=None):
+        call, args = self.bind(out, x, w, b)
+        call(*args)
+
+    def __call__(self, x, w, b=None):
+        y = np.empty(self.shape, self.dtype)
+        self.into(y, x, w, b)
+        return y
 
 
 def direct_run(g, weight, bias, dtype, threads, bounds):
-    """run(x, w, b) of a grouped conv of geometry g (conv.Geometry) through ``grouped_direct``: weight(w)
-    gives the packed weight (``pack_taps``), bias(b) the bias, bounds the fused clamp."""
-    masks = same_masks(g.h, g.w, g.oh, g.ow, *g.window())
-
-    def run(x, w, b=None):
-        y = np.empty((g.n, g.o, g.oh, g.ow), dtype)
-        grouped_direct(frozen(x, dtype), weight(w), bias(b), y, masks, *g.window(), *bounds, threads)
-        return y
-    return run
+    """run(x, w, b) of a grouped conv of geometry g (conv.Geometry) through ``grouped_direct`` (a
+    ``DirectConv``, which also writes into a given buffer): weight(w) gives the packed weight
+    (``pack_taps``), bias(b) the bias, bounds the fused clamp. The thread count is the run's
+    (``irc.runtime.threads.current``); ``threads`` is kept for callers that pass the lowering's."""
+    return DirectConv(g, weight, bias, dtype, bounds)

@@ -10,6 +10,7 @@ the compiler reassociate sums into vector partials; max and min keep NaN and use
 argmax/argmin, topk and cumsum are numpy's own compiled loops (the op references) and lower as such.
 """
 import math
+from typing import Optional
 
 import numpy as np
 from numba import njit
@@ -17,6 +18,7 @@ from numba import njit
 from ...backend.registry import Kernel, lowers
 from ...ops.reduce import extreme_identity, reduced_axes, reduced_dims
 from .movement import naming_node, numpy_kernel
+from .pool import RowPool
 
 SUM, ABS_SUM, SQUARE_SUM, PROD, MAX, MIN = range(6)
 LANES = 8
@@ -154,8 +156,28 @@ FINISH = {
 }
 
 
+def _trailing_mean(node) -> Optional[RowPool]:
+    """A float reduce_mean over constant trailing axes of a static operand (MobileNet's mean over H and W)
+    as the global pool's row kernel, which writes into the output buffer; None for other reductions."""
+    t, computed = node.inputs[0].type, len(node.inputs) > 1 and node.inputs[1].const_value is None
+    if node.op != "reduce_mean" or not t.is_static or t.numpy_dtype.kind != "f" or computed:
+        return None
+    ax = reduced_axes(t.rank, node.inputs[1].const_value if len(node.inputs) > 1 else None,
+                      node.attrs["noop_with_empty_axes"])
+    if not ax or ax != tuple(range(t.rank - len(ax), t.rank)) or 0 in t.shape:
+        return None
+    return RowPool(math.prod(t.shape[:t.rank - len(ax)]), node.outputs[0].type.shape,
+                   node.outputs[0].type.numpy_dtype, is_max=False)
+
+
 def lower_reduction(node) -> Kernel:
-    """A reduction whose axes are read from the operand's array at run time (constant or computed)."""
+    """A reduction whose axes are read from the operand's array at run time (constant or computed); a mean
+    over constant trailing axes runs the global pool's row kernel instead (``_trailing_mean``)."""
+    rows = _trailing_mean(node)
+    if rows is not None:
+        into = getattr(rows, "into", None)
+        return Kernel(naming_node(node, lambda x, axes=None: rows(x)), algo="row-mean",
+                      into=into and (lambda out, x, axes=None: into(out, x)))
     finish = FINISH[node.op]
     keepdims, noop = node.attrs["keepdims"], node.attrs["noop_with_empty_axes"]
     dtype = node.outputs[0].type.numpy_dtype
