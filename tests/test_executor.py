@@ -175,6 +175,39 @@ def test_operands_derived_at_bind_time_follow_each_run():
         assert_close(c.run(feeds)["y"], run_ort(m, feeds)[0])
 
 
+def test_every_kernel_family_follows_new_inputs_run_after_run():
+    """Bound steps of each conv form, pooling and the classifier GEMM: every run computes from its own
+    input (a bind that kept a copy of the first run's values, a phase split say, would repeat it)."""
+    nodes = [node("Conv", ["x", "w0"], "c0", pads=[1, 1, 1, 1]),                        # 3 channels: im2col
+             node("Relu", ["c0"], "r0"),
+             node("Conv", ["r0", "w1"], "c1", pads=[1, 1, 1, 1]),                       # 3x3, 16x16: winograd
+             node("Conv", ["c1", "w2"], "c2", pads=[1, 1, 1, 1], group=8),              # depthwise
+             node("Conv", ["c2", "w3"], "c3"),                                           # 1x1
+             node("MaxPool", ["c3"], "p0", kernel_shape=[2, 2], strides=[2, 2]),
+             node("AveragePool", ["p0"], "p1", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             node("GlobalAveragePool", ["p1"], "g"), node("Flatten", ["g"], "f"),
+             node("Gemm", ["f", "w4", "b4"], "y", transB=1)]
+    shapes = {"w0": (8, 3, 3, 3), "w1": (8, 8, 3, 3), "w2": (8, 1, 3, 3), "w3": (16, 8, 1, 1), "w4": (10, 16),
+              "b4": (10,)}
+    consts = {k: f32(*s) * np.float32(0.3) for k, s in shapes.items()}
+    m = model(nodes, {"x": [2, 3, 16, 16]}, ["y", "c1"], consts)
+    c = irc.compile(m)
+    for _ in range(3):
+        feeds = {"x": f32(2, 3, 16, 16)}
+        for got, want in zip(c.run(feeds).values(), run_ort(m, feeds)):
+            assert_close(got, want)
+
+
+@pytest.mark.parametrize("group", [1, 4], ids=["im2col", "depthwise"])
+def test_a_conv_whose_weight_is_an_input_packs_each_runs_weight(group):
+    m = model([node("Conv", ["x", "w", "b"], "c", pads=[1, 1, 1, 1], group=group), node("Neg", ["c"], "y")],
+              {"x": [1, 4, 9, 9], "w": [4, 4 // group, 3, 3], "b": [4]}, ["y"])
+    c = irc.compile(m)
+    for _ in range(2):
+        feeds = {"x": f32(1, 4, 9, 9), "w": f32(4, 4 // group, 3, 3), "b": f32(4)}
+        assert_close(c.run(feeds)["y"], run_ort(m, feeds)[0])
+
+
 def test_concurrent_runs_from_eight_threads_each_get_their_own_result():
     nodes = [node("Relu", ["x"], "a"), node("Mul", ["a", "x"], "b"), node("Reshape", ["b", "s"], "v"),
              node("Neg", ["v"], "c"), node("Add", ["c", "v"], "d"), node("MatMul", ["d", "w"], "y")]

@@ -14,7 +14,7 @@ from irc.kernels.cpu.conv import Geometry
 from irc.kernels.cpu.winograd import winograd_conv
 from irc.ops.interpret import interpret
 from irc.ops.nn import conv2d, winograd_filter
-from tests.test_ops_conv_gemm import chain_model, conv_model, one_node, rand
+from tests.test_ops_conv_gemm import _n, chain_model, conv_model, one_node, rand
 from tests.util import assert_close, check_model, node_model
 
 
@@ -61,6 +61,10 @@ GEMM_CONV_CASES = {
     "1x1_stride23_pads": ((1, 16, 8, 9), (8, 16, 1, 1), {"strides": [2, 3], "pads": [0, 1, 2, 3]}, "im2col"),
     "gemm1x1_batch2_groups2": ((2, 32, 6, 7), (16, 16, 1, 1), {"group": 2}, "gemm1x1"),
     "gemm1x1_single_pixel": ((3, 24, 1, 1), (40, 24, 1, 1), {}, "gemm1x1"),
+    # one image of one column block: with two workers its channels are split and it is unrolled once
+    "gemm1x1_few_pixels_split_channels": ((1, 24, 3, 3), (40, 24, 1, 1), {}, "gemm1x1"),
+    "dilated_asym_few_pixels_split_channels": ((1, 12, 6, 5), (22, 12, 3, 3), {"dilations": [2, 2],
+                                                                               "pads": [2, 1, 1, 2]}, "im2col"),
     "output_one_pixel": ((2, 10, 3, 3), (6, 10, 3, 3), {}, "im2col"),
 }
 
@@ -85,9 +89,10 @@ def test_gemm_conv_default_tasks_and_no_bias(name):
     (5, 3, 1, 1, 1), (1, 1, 4, 1, 2)])
 def test_gemm_blocks_cover_the_output_evenly(oh, ow, n, units, threads):
     """The tasks of _gemm_blocks tile every pixel and channel; with pixels to spare, their count is a
-    multiple of the workers; with too few, the channels are split so that every worker has one."""
+    multiple of the workers; with too few, the channels are split so that every worker has one, and a
+    unit of one column block is unrolled once for all its tasks (shared)."""
     g = Geometry(n, 64 * units, oh, ow, 128 * units, oh, ow, units, 3, 3, 1, 1, 1, 1, 1, 1)
-    cols, rows = conv._gemm_blocks(g, g.cg * 9, 4, threads)
+    cols, rows, shared = conv._gemm_blocks(g, g.cg * 9, 4, threads)
     p = oh * ow
     n_cols, n_rows = -(-p // cols), -(-g.og // rows)
     assert (n_cols - 1) * cols < p <= n_cols * cols and (n_rows - 1) * rows < g.og <= n_rows * rows
@@ -96,6 +101,7 @@ def test_gemm_blocks_cover_the_output_evenly(oh, ow, n, units, threads):
     assert tasks >= threads
     if n_rows == 1 and n_cols > 1:
         assert tasks % threads == 0
+    assert shared == (n_cols == 1 and n_rows > 1)
 
 
 # Winograd kernel against the float64 correlation (bounds as in test_ops_conv_gemm: F(2,3) rounds like
@@ -198,3 +204,56 @@ def test_fused_relu_and_clip_applied_as_stored(name, small_tasks):
     [node] = [n for n in irc.compile(model).graph.nodes if n.op == "conv2d"]
     assert lowering("conv2d").fn(node).algo == algo and len(node.attrs["epilogue"]) == 1
     check_model(model, inputs)
+
+
+# (x shape, w shape, conv attributes, nodes after the conv "c" giving "y", residual "r" shape, algorithm)
+INTO_CASES = {
+    "im2col_no_epilogue": ((2, 5, 9, 8), (6, 5, 3, 3), {"strides": [2, 1], "pads": [1, 0, 1, 1]}, [], None,
+                           "im2col"),
+    "im2col_residual_relu": ((1, 6, 7, 7), (8, 6, 3, 3), {"pads": [1, 1, 1, 1], "dilations": [1, 1]},
+                             [_n("Add", ["c", "r"], "s"), _n("Relu", ["s"], "y")], (1, 8, 7, 7), "im2col"),
+    "shared_unroll_relu": ((1, 16, 4, 4), (64, 16, 3, 3), {"pads": [1, 1, 1, 1], "strides": [2, 2]},
+                           [_n("Relu", ["c"], "y")], None, "im2col"),
+    "gemm1x1_leaky_relu": ((2, 8, 5, 6), (12, 8, 1, 1), {}, [_n("LeakyRelu", ["c"], "y", alpha=0.1)], None,
+                           "gemm1x1"),
+    "strided_1x1_residual": ((1, 8, 9, 9), (16, 8, 1, 1), {"strides": [2, 2]}, [_n("Add", ["r", "c"], "y")],
+                             (1, 16, 5, 5), "im2col"),
+}
+
+
+@pytest.mark.parametrize("name", list(INTO_CASES))
+def test_gemm_conv_writes_into_the_buffer_it_is_given(name, threads):
+    """The output-buffer protocol: ``into`` fills every element of a given buffer (poisoned with NaN) with
+    the conv and its fused epilogue, matching the reference; the compiled model (whose plan puts the
+    result in the arena) matches onnxruntime."""
+    x_shape, w_shape, attrs, after, r_shape, algo = INTO_CASES[name]
+    feeds = {"x": rand(x_shape, 0), **({} if r_shape is None else {"r": rand(r_shape, 3)})}
+    conv_node = _n("Conv", ["x", "w", "b"], "c" if after else "y", **attrs)
+    model = chain_model([conv_node, *after], feeds, {"w": rand(w_shape, 1), "b": rand((w_shape[0],), 2)})
+    [node] = [n for n in irc.compile(model).graph.nodes if n.op == "conv2d"]
+    kernel = lowering("conv2d").fn(node)
+    assert kernel.algo == algo and kernel.into is not None and len(node.attrs.get("epilogue") or ()) == len(after)
+    out = np.full(node.outputs[0].type.shape, np.nan, np.float32)
+    kernel.into(out, *[feeds.get(v.name) if v.const_value is None else v.const_value for v in node.inputs])
+    [ref] = interpret(import_onnx(model), feeds)
+    assert_close(out, ref)
+    check_model(model, feeds)
+
+
+def test_float16_conv_writes_no_buffer():
+    """A float16 conv computes in float32: it returns its result (rounded) rather than writing a buffer."""
+    model, feeds = conv_model("Conv", (1, 4, 6, 6), (5, 4, 3, 3), {"pads": [1, 1, 1, 1]}, bias=True,
+                              dtype=np.float16)
+    assert lowering("conv2d").fn(one_node(model)).into is None
+    check_model(model, feeds, tol=5e-3)
+
+
+def test_conv_transpose_writes_into_the_buffer_it_is_given():
+    x_shape, w_shape, attrs = CONV_TRANSPOSE_CASES["3x3_stride2_pads_output_padding"]
+    model, feeds = conv_model("ConvTranspose", x_shape, w_shape, attrs, bias=True, seed=4)
+    node = one_node(model)
+    kernel = lowering("conv_transpose2d").fn(node)
+    out = np.full(node.outputs[0].type.shape, np.nan, np.float32)
+    kernel.into(out, feeds["x"], *[v.const_value for v in node.inputs[1:]])
+    [ref] = interpret(import_onnx(model), feeds)
+    assert_close(out, ref)

@@ -16,7 +16,6 @@ from ...errors import UnsupportedError
 from ...ops.nn import epilogue_steps
 from ...runtime import threads
 from .blas import gemm
-from .scratch import scratch
 from .elementwise import Expr, elementwise_kernel
 
 
@@ -127,18 +126,16 @@ def finished(node, run, first_extra):
 
 def finished_into(node, compute, first_extra):
     """``into(out, *operands)`` of the kernel ``finished`` makes, for a node whose result dtype is the
-    compute dtype: ``compute(out, *own operands)`` writes the product into out; with an epilogue, into
-    scratch that the epilogue then reads into out (an elementwise loop over its own output as an operand
-    stays scalar: LLVM's overlap check fails; measured 4-13x slower)."""
+    compute dtype: ``compute(out, *own operands)`` writes the product into out, then the epilogue runs
+    over it in place (an elementwise kernel may overwrite an operand)."""
     found = _epilogue(node, first_extra)
     if found is None:
         return lambda out, *args: compute(out, *args[:first_extra])
     kernel, bounds = found
 
     def into(out, *args):
-        y = scratch("product", out.shape, out.dtype)
-        compute(y, *args[:first_extra])
-        kernel.into(out, y, *args[first_extra:], *bounds)
+        compute(out, *args[:first_extra])
+        kernel.into(out, out, *args[first_extra:], *bounds)
     return into
 
 

@@ -13,61 +13,69 @@ numba's pool, all images at once (their tiles side by side, T per image):
 2. one GEMM per frequency f, M[f] = U[f] V[f] ([O, C] x [C, N*T]), the a*a frequencies shared out across
    the workers (single-threaded ``blas.gemm`` each, every worker reading only its own U[f]);
 3. output transform, per (image, output channel): A^T M A as two 1-D passes (``_output_rows``), plus the
-   bias, then interleaved into the output rows where the tile lies inside the output.
+   bias, clipped (a fused relu or clip), then interleaved into the output rows where the tile lies inside
+   the output.
 The 1-D passes spell out the few non-zero entries of B^T and A^T as adds (F(4,3) and F(2,3) only) and
-address every row as an offset into one flat C array, which is what lets LLVM vectorize them (a 2-D view
-of unknown strides stays scalar, 30x slower when measured).
-"""
-import threading
+address every row as an unsigned offset into one flat C array, which is what lets LLVM vectorize them (a
+2-D view of unknown strides stays scalar, 30x slower when measured) without a fixed cost per row: a view
+sliced per row costs two reference-count updates, which made the transforms of a channel with few tiles
+(14x14 images) 2-5x slower. The result goes straight into the buffer it is given (``WinogradConv.into``
+and ``bind``, the output-buffer protocol).
 
-import numba
+Measured and not taken: a tiled schedule (each worker running chunks of 16-128 tiles through all three
+stages, so that V and M stay in its L2) ran 1.05-2x slower than the three stages over all tiles on every
+layer of ResNet-18 and VGG-11: the per-chunk loops are short, BLAS handles the few-tile GEMMs less well,
+and the whole V and M of these layers (2-4 MB) stay in the 32 MB L3 between stages anyway.
+"""
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 from ...errors import UnsupportedError
+from ...runtime.threads import current as current_threads
 from .blas import gemm
 from .gemm import frozen
+from .scratch import scratch  # (conv.py imports it from here too)
 
 
-_pool = threading.local()
-
-
-def scratch(key: str, shape, dtype) -> np.ndarray:
-    """An uninitialized C-contiguous array of ``shape`` and ``dtype`` kept for the calling thread under
-    ``key`` and handed out again by the next call with that key (grown when too small): the kernels'
-    big temporaries stay mapped between runs. Allocated afresh, each one came back from the OS and
-    page-faulted in on every run (a 64-channel 56x56 Winograd conv took 2.2 ms instead of 0.6)."""
-    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    pool = _pool.__dict__.setdefault("arrays", {})
-    buf = pool.get(key)
-    if buf is None or buf.size < size:
-        buf = pool[key] = np.empty(size, np.uint8)
-    return buf[:size].view(dtype).reshape(shape)
+@njit(cache=True)
+def _split_channel(src, dst, ph, pw, sh, sw, wq):
+    """dst[a*sw + b, r*wq + q] = src [H, W] zero-padded by ph rows above and pw columns left, at row
+    r*sh + a and column q*sw + b (0 past the image): one channel split by stride phase, every element of
+    dst written once. Indexed with unsigned offsets, not per-row views (each view costs two
+    reference-count updates)."""
+    h, w = src.shape
+    hq = dst.shape[1] // wq
+    spans = np.empty((sw, 3), np.int64)  # per column phase b: first input column, first q, count
+    for b in range(sw):
+        ic0 = (b - pw) % sw
+        spans[b, 0], spans[b, 1] = ic0, (pw + ic0) // sw
+        spans[b, 2] = max(0, min((w - ic0 + sw - 1) // sw, wq - spans[b, 1]))
+    for a in range(sh):
+        for r in range(hq):
+            ir, base = r * sh + a - ph, uint64(r * wq)
+            for b in range(sw):
+                p = a * sw + b
+                c0, count = uint64(spans[b, 1]), uint64(spans[b, 2])
+                if ir < 0 or ir >= h:
+                    c0, count = uint64(wq), uint64(0)
+                for q in range(c0):
+                    dst[p, base + q] = 0
+                if count > 0:
+                    ic0, step = uint64(spans[b, 0]), uint64(sw)
+                    for q in range(count):
+                        dst[p, base + c0 + q] = src[ir, ic0 + q * step]
+                for q in range(c0 + count, uint64(wq)):
+                    dst[p, base + q] = 0
 
 
 @njit(cache=True, parallel=True)
 def split_phases(x, planes, ph, pw, sh, sw, wq):
     """planes[n, c, a*sw + b, r*wq + q] = x[n, c] zero-padded by ph rows above and pw columns left, at row
     r*sh + a and column q*sw + b (0 past the image): every image and channel split by stride phase, in
-    parallel. A tap of stride (sh, sw) then reads each phase plane at unit stride."""
-    n_img, c_all, h, w = x.shape
-    for t in prange(n_img * c_all):
-        src, dst = x[t // c_all, t % c_all], planes[t // c_all, t % c_all]
-        dst[:] = 0
-        for b in range(sw):  # (the divisions are hoisted: per (row, phase) they cost more than the copy)
-            ic0 = (b - pw) % sw
-            c0, count = (pw + ic0) // sw, (w - ic0 + sw - 1) // sw
-            a, rr = ph % sh, ph // sh
-            for ir in range(h):
-                row, srow = dst[a * sw + b, rr * wq + c0:rr * wq + c0 + count], src[ir, ic0:]
-                if sw == 1:
-                    row[:] = srow[:count]
-                else:
-                    for k in range(count):
-                        row[k] = srow[k * sw]
-                a += 1
-                if a == sh:
-                    a, rr = 0, rr + 1
+    parallel (``_split_channel``). A tap of stride (sh, sw) then reads each phase plane at unit stride."""
+    c_all = x.shape[1]
+    for t in prange(x.shape[0] * c_all):
+        _split_channel(x[t // c_all, t % c_all], planes[t // c_all, t % c_all], ph, pw, sh, sw, wq)
 
 
 def phase_planes(x, ph, pw, sh, sw, hq, wq):
@@ -81,61 +89,64 @@ def phase_planes(x, ph, pw, sh, sw, hq, wq):
 
 
 @njit(cache=True, inline="always")
+def _offsets(o):
+    """The a offsets in o as unsigned integers: an index known not to be negative needs no wrap-around
+    fix-up, so the loops below vectorize (views sliced per row instead cost two reference-count updates
+    each, which made the transforms of a few tiles 2-5x slower)."""
+    if o.shape[0] == 6:
+        return uint64(o[0]), uint64(o[1]), uint64(o[2]), uint64(o[3]), uint64(o[4]), uint64(o[5])
+    return uint64(o[0]), uint64(o[1]), uint64(o[2]), uint64(o[3]), uint64(0), uint64(0)
+
+
+@njit(cache=True, inline="always")
 def _input_rows(src, s, dst, d, n, k):
     """dst[d[r] + t] = (B^T x_t)[r] for the a-vectors x_t = (src[s[0] + t], ..., src[s[a-1] + t]), t < n (a = 6
     for F(4,3), 4 for F(2,3), the length of d): one 1-D pass of the input transform, B^T's few non-zero
     entries spelled out as adds. The rows are offsets into one flat C array each, so that LLVM sees unit
-    strides and vectorizes across t. k holds the constants (2, 4, 5, 8) in the data's dtype (a Python
-    number would promote float32 arithmetic to float64)."""
+    strides and vectorizes across t. k holds the constants (2, 4, 5, 8, -inf, inf, 0) in the data's dtype (a
+    Python number would promote float32 arithmetic to float64)."""
     two, four, five = k[0], k[1], k[2]
+    s0, s1, s2, s3, s4, s5 = _offsets(s)
+    d0, d1, d2, d3, d4, d5 = _offsets(d)
     if d.shape[0] == 6:
-        i0, i1, i2 = src[s[0]:s[0] + n], src[s[1]:s[1] + n], src[s[2]:s[2] + n]
-        i3, i4, i5 = src[s[3]:s[3] + n], src[s[4]:s[4] + n], src[s[5]:s[5] + n]
-        o0, o1, o2 = dst[d[0]:d[0] + n], dst[d[1]:d[1] + n], dst[d[2]:d[2] + n]
-        o3, o4, o5 = dst[d[3]:d[3] + n], dst[d[4]:d[4] + n], dst[d[5]:d[5] + n]
-        for t in range(n):
-            x0, x1, x2, x3, x4, x5 = i0[t], i1[t], i2[t], i3[t], i4[t], i5[t]
+        for t in range(uint64(n)):
+            x0, x1, x2, x3, x4, x5 = src[s0 + t], src[s1 + t], src[s2 + t], src[s3 + t], src[s4 + t], src[s5 + t]
             e, f = x4 - x2, x3 - x1
-            o0[t] = four * x0 - five * x2 + x4
-            o1[t] = (x4 + x3) - four * (x1 + x2)
-            o2[t] = (x4 - x3) + four * (x1 - x2)
-            o3[t] = e + two * f
-            o4[t] = e - two * f
-            o5[t] = four * x1 - five * x3 + x5
+            dst[d0 + t] = four * x0 - five * x2 + x4
+            dst[d1 + t] = (x4 + x3) - four * (x1 + x2)
+            dst[d2 + t] = (x4 - x3) + four * (x1 - x2)
+            dst[d3 + t] = e + two * f
+            dst[d4 + t] = e - two * f
+            dst[d5 + t] = four * x1 - five * x3 + x5
     else:
-        i0, i1, i2, i3 = src[s[0]:s[0] + n], src[s[1]:s[1] + n], src[s[2]:s[2] + n], src[s[3]:s[3] + n]
-        o0, o1, o2, o3 = dst[d[0]:d[0] + n], dst[d[1]:d[1] + n], dst[d[2]:d[2] + n], dst[d[3]:d[3] + n]
-        for t in range(n):
-            x0, x1, x2, x3 = i0[t], i1[t], i2[t], i3[t]
-            o0[t] = x0 - x2
-            o1[t] = x1 + x2
-            o2[t] = x2 - x1
-            o3[t] = x1 - x3
+        for t in range(uint64(n)):
+            x0, x1, x2, x3 = src[s0 + t], src[s1 + t], src[s2 + t], src[s3 + t]
+            dst[d0 + t] = x0 - x2
+            dst[d1 + t] = x1 + x2
+            dst[d2 + t] = x2 - x1
+            dst[d3 + t] = x1 - x3
 
 
 @njit(cache=True, inline="always")
-def _output_rows(src, s, dst, d, n, bias, k):
-    """dst[d[r] + t] = bias + (A^T x_t)[r] for x_t as in _input_rows (a = len(s)), t < n: one 1-D pass of
-    the output transform, A^T spelled out (m = 4: F(4,3); m = 2: F(2,3))."""
+def _output_rows(src, s, dst, d, n, bias, lo, hi, k):
+    """dst[d[r] + t] = clip(bias + (A^T x_t)[r], lo, hi) for x_t as in _input_rows (a = len(s)), t < n: one
+    1-D pass of the output transform, A^T spelled out (m = 4: F(4,3); m = 2: F(2,3))."""
     two, four, eight = k[0], k[1], k[3]
+    s0, s1, s2, s3, s4, s5 = _offsets(s)
+    d0, d1, d2, d3, _, _ = _offsets(d)
     if s.shape[0] == 6:
-        i0, i1, i2 = src[s[0]:s[0] + n], src[s[1]:s[1] + n], src[s[2]:s[2] + n]
-        i3, i4, i5 = src[s[3]:s[3] + n], src[s[4]:s[4] + n], src[s[5]:s[5] + n]
-        o0, o1, o2, o3 = dst[d[0]:d[0] + n], dst[d[1]:d[1] + n], dst[d[2]:d[2] + n], dst[d[3]:d[3] + n]
-        for t in range(n):
-            x0, x1, x2, x3, x4, x5 = i0[t], i1[t], i2[t], i3[t], i4[t], i5[t]
+        for t in range(uint64(n)):
+            x0, x1, x2, x3, x4, x5 = src[s0 + t], src[s1 + t], src[s2 + t], src[s3 + t], src[s4 + t], src[s5 + t]
             e, f, g, h = x1 + x2, x1 - x2, x3 + x4, x3 - x4
-            o0[t] = bias + x0 + e + g
-            o1[t] = bias + f + two * h
-            o2[t] = bias + e + four * g
-            o3[t] = bias + f + eight * h + x5
+            dst[d0 + t] = min(max(bias + x0 + e + g, lo), hi)
+            dst[d1 + t] = min(max(bias + f + two * h, lo), hi)
+            dst[d2 + t] = min(max(bias + e + four * g, lo), hi)
+            dst[d3 + t] = min(max(bias + f + eight * h + x5, lo), hi)
     else:
-        i0, i1, i2, i3 = src[s[0]:s[0] + n], src[s[1]:s[1] + n], src[s[2]:s[2] + n], src[s[3]:s[3] + n]
-        o0, o1 = dst[d[0]:d[0] + n], dst[d[1]:d[1] + n]
-        for t in range(n):
-            x0, x1, x2, x3 = i0[t], i1[t], i2[t], i3[t]
-            o0[t] = bias + x0 + x1 + x2
-            o1[t] = bias + x1 - x2 - x3
+        for t in range(uint64(n)):
+            x0, x1, x2, x3 = src[s0 + t], src[s1 + t], src[s2 + t], src[s3 + t]
+            dst[d0 + t] = min(max(bias + x0 + x1 + x2, lo), hi)
+            dst[d1 + t] = min(max(bias + x1 - x2 - x3, lo), hi)
 
 
 @njit(cache=True)
@@ -168,20 +179,26 @@ def _output_transform(mm, m0, ms, bias, lo, hi, y, m, wq, k, tmp, out, s, d):
             s[i] = m0 + (i * a + j) * ms
         for i in range(m):
             d[i] = (i * a + j) * tiles
-        _output_rows(mm, s, tmp, d[:m], tiles, bias - bias, k)  # (a float32 zero: bias * 0 is float64)
+        _output_rows(mm, s, tmp, d, tiles, k[6], k[4], k[5], k)
     for i in range(m):
         for j in range(a):
             s[j] = (i * a + j) * tiles
         for j in range(m):
             d[j] = (i * m + j) * tiles
-        _output_rows(tmp, s, out, d[:m], tiles, bias, k)
+        _output_rows(tmp, s, out, d, tiles, bias, lo, hi, k)
     oh, ow = y.shape
+    full, n = uint64(ow // m), uint64(tiles)
     for oy in range(oh):
-        dst = y[oy]
-        for jj in range(m):
-            src = out[((oy % m) * m + jj) * tiles + (oy // m) * wq:]
-            for tx in range((ow - jj + m - 1) // m):
-                dst[tx * m + jj] = min(max(src[tx], lo), hi)
+        r = uint64((oy % m) * m * tiles + (oy // m) * wq)
+        if m == 4:
+            for tx in range(full):
+                y[oy, 4 * tx], y[oy, 4 * tx + 1] = out[r + tx], out[r + n + tx]
+                y[oy, 4 * tx + 2], y[oy, 4 * tx + 3] = out[r + 2 * n + tx], out[r + 3 * n + tx]
+        else:
+            for tx in range(full):
+                y[oy, 2 * tx], y[oy, 2 * tx + 1] = out[r + tx], out[r + n + tx]
+        for jj in range(ow - ow // m * m):  # a last tile cut by the output's edge
+            y[oy, full * uint64(m) + uint64(jj)] = out[r + uint64(jj) * n + full]
 
 
 @njit(cache=True, parallel=True)
@@ -209,25 +226,49 @@ def winograd(planes, u, b, lo, hi, y, v, mm, m, wq, k, threads):
                               tmp, out, s, d)
 
 
-def winograd_conv(g, m: int, dtype, bounds=(-np.inf, np.inf)):
-    """``run(x, u, b)``: the conv2d of geometry g (3x3, stride 1, one group) by F(m x m, 3 x 3) from the
-    transformed filter u [a*a, O, C], clipped to ``bounds`` (a fused relu or clip), on every worker of
-    numba's pool."""
-    if m not in (2, 4):
-        raise UnsupportedError(f"no Winograd kernel for output tiles of {m}; F(2,3) and F(4,3) have one")
-    th, tw = -(-g.oh // m), -(-g.ow // m)
-    k = frozen(np.array([2, 4, 5, 8]), dtype)
-    lo, hi = (np.dtype(dtype).type(v) for v in bounds)
-    # phase planes: the padded input, one more column of tiles for the patches' overlap (so the tiles of a
-    # row are wq apart), and two more rows, which the runs of the last tile row reach into
-    hq, wq = max(th + 2, -(-(g.ph + g.h) // m)), max(tw + 1, -(-(g.pw + g.w) // m))
-    a, tiles = m + 2, th * wq
+class WinogradConv:
+    """The conv2d of geometry g (3x3, stride 1, one group) by F(m x m, 3 x 3) from the transformed filter
+    u [a*a, O, C], clipped to ``bounds`` (a fused relu or clip), on every worker of numba's pool:
+    ``run(x, u, b)`` returns the result; ``into`` and ``bind`` write it into a given buffer (the
+    output-buffer protocol of backend/registry.py)."""
 
-    def run(x, u, b=None):
-        planes = phase_planes(frozen(x, dtype), g.ph, g.pw, m, m, hq, wq).reshape(g.n, g.c, m * m * hq * wq)
-        bias = frozen(np.zeros(g.o, dtype) if b is None else b, dtype)
-        y = np.empty((g.n, g.o, g.oh, g.ow), dtype)
-        v, mm = scratch("v", (a * a, g.c, g.n * tiles), dtype), scratch("m", (a * a, g.o, g.n * tiles), dtype)
-        winograd(planes, frozen(u, dtype), bias, lo, hi, y, v, mm, m, wq, k, numba.get_num_threads())
+    def __init__(self, g, m: int, dtype, bounds=(-np.inf, np.inf)):
+        if m not in (2, 4):
+            raise UnsupportedError(f"no Winograd kernel for output tiles of {m}; F(2,3) and F(4,3) have one")
+        self.g, self.m, self.dtype = g, m, np.dtype(dtype)
+        self.k = frozen(np.array([2, 4, 5, 8, -np.inf, np.inf, 0]), dtype)
+        self.lo, self.hi = (self.dtype.type(v) for v in bounds)
+        th, tw = -(-g.oh // m), -(-g.ow // m)
+        # phase planes: the padded input, one more column of tiles for the patches' overlap (so the tiles of
+        # a row are wq apart), and two more rows, which the runs of the last tile row reach into
+        self.hq, self.wq = max(th + 2, -(-(g.ph + g.h) // m)), max(tw + 1, -(-(g.pw + g.w) // m))
+        self.tiles = th * self.wq
+
+    def __call__(self, x, u, b=None):
+        y = np.empty((self.g.n, self.g.o, self.g.oh, self.g.ow), self.dtype)
+        self.into(y, x, u, b)
         return y
-    return run
+
+    def into(self, y, x, u, b=None):
+        """Write the conv of x by u (+ b), clipped, into y [N, O, OH, OW] (C-contiguous, of the dtype)."""
+        self.bind(y, x, u, b)[0]()
+
+    def bind(self, y, x, u, b=None):
+        """``(call, ())`` writing the conv into y for arrays that stay where they are: the operands converted
+        once; each call splits the input into the thread's scratch planes and runs the kernel."""
+        g, m, a, dtype = self.g, self.m, self.m + 2, self.dtype
+        x, u = frozen(x, dtype), frozen(u, dtype)
+        bias = frozen(np.zeros(g.o, dtype) if b is None else b, dtype)
+        threads, shape = current_threads(), (g.n, g.c, m * m * self.hq * self.wq)
+
+        def call():
+            planes = phase_planes(x, g.ph, g.pw, m, m, self.hq, self.wq).reshape(shape)
+            v = scratch("v", (a * a, g.c, g.n * self.tiles), dtype)
+            mm = scratch("m", (a * a, g.o, g.n * self.tiles), dtype)
+            winograd(planes, u, bias, self.lo, self.hi, y, v, mm, m, self.wq, self.k, threads)
+        return call, ()
+
+
+def winograd_conv(g, m: int, dtype, bounds=(-np.inf, np.inf)) -> WinogradConv:
+    """The Winograd kernel of a conv2d of geometry g by F(m x m, 3 x 3) (see ``WinogradConv``)."""
+    return WinogradConv(g, m, dtype, bounds)
