@@ -60,7 +60,8 @@ GEMM_CONV_CASES = {
                                     "im2col"),
     "1x1_stride23_pads": ((1, 16, 8, 9), (8, 16, 1, 1), {"strides": [2, 3], "pads": [0, 1, 2, 3]}, "im2col"),
     "gemm1x1_batch2_groups2": ((2, 32, 6, 7), (16, 16, 1, 1), {"group": 2}, "gemm1x1"),
-    "gemm1x1_single_pixel": ((3, 24, 1, 1), (40, 24, 1, 1), {}, "gemm1x1"),
+    "pixel_gemm_batch3": ((3, 24, 1, 1), (40, 24, 1, 1), {}, "pixel-gemm"),
+    "pixel_gemm_stride2": ((1, 24, 1, 1), (40, 24, 1, 1), {"strides": [2, 2]}, "pixel-gemm"),
     # one image of one column block: with two workers its channels are split and it is unrolled once
     "gemm1x1_few_pixels_split_channels": ((1, 24, 3, 3), (40, 24, 1, 1), {}, "gemm1x1"),
     "dilated_asym_few_pixels_split_channels": ((1, 12, 6, 5), (22, 12, 3, 3), {"dilations": [2, 2],
@@ -183,6 +184,7 @@ ACTIVATION_CASES = {
     "im2col_relu": ((2, 6, 9, 8), (8, 6, 3, 3), {"strides": [2, 1], "pads": [1, 1, 1, 1]}, [("Relu", {})],
                     "im2col"),
     "gemm1x1_clip": ((1, 16, 5, 7), (12, 16, 1, 1), {}, [("Clip", {})], "gemm1x1"),
+    "pixel_gemm_relu": ((2, 16, 1, 1), (8, 16, 1, 1), {}, [("Relu", {})], "pixel-gemm"),
     "winograd_f4_relu": ((2, 16, 22, 21), (16, 16, 3, 3), {"pads": [1, 1, 1, 1]}, [("Relu", {})], "winograd"),
     "winograd_f2_clip": ((1, 16, 9, 10), (24, 16, 3, 3), {"pads": [1, 0, 1, 2]}, [("Clip", {})], "winograd"),
     "im2col_leaky_relu_not_clamped": ((1, 4, 7, 7), (5, 4, 2, 2), {}, [("LeakyRelu", {"alpha": 0.1})], "im2col"),
@@ -216,6 +218,7 @@ INTO_CASES = {
                            [_n("Relu", ["c"], "y")], None, "im2col"),
     "gemm1x1_leaky_relu": ((2, 8, 5, 6), (12, 8, 1, 1), {}, [_n("LeakyRelu", ["c"], "y", alpha=0.1)], None,
                            "gemm1x1"),
+    "pixel_gemm_sigmoid": ((2, 16, 1, 1), (8, 16, 1, 1), {}, [_n("Sigmoid", ["c"], "y")], None, "pixel-gemm"),
     "strided_1x1_residual": ((1, 8, 9, 9), (16, 8, 1, 1), {"strides": [2, 2]}, [_n("Add", ["r", "c"], "y")],
                              (1, 16, 5, 5), "im2col"),
 }
