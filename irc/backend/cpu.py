@@ -189,22 +189,26 @@ class Frame:
         for s, v in plan.consts.items():
             env[s] = v
         self._place_results()
-        self.held: Dict[int, np.ndarray] = {}
-        self.holding = {id(step) for step in plan.steps if self._hold(step)}
+        self.held: Dict[int, np.ndarray] = {}    # slot -> the frame's own buffer of an output (``_held``)
+        self.holding = set()                      # the steps writing one (slots are shared, steps are not)
+        for step in plan.steps:
+            buf = self._held(step)
+            if buf is not None:
+                self.held[step.outputs[0]] = self.env[step.outputs[0]] = buf
+                self.holding.add(id(step))
         self.calls = [c for c in map(self._bind, plan.steps) if c is not None]
         self.blank = [None] * (len(env) - plan.fixed)
 
-    def _hold(self, step: Step) -> bool:
-        """Give ``step`` a buffer of the frame's own (``held``: slot -> buffer) when its result is a graph
-        output that it can write into (``into``) and no step reads: bound like an arena result, the step
-        has no Python left per run, and the run returns a copy (for a small output cheaper than the kernel
-        making a fresh array; outputs never live in the arena, which the next run overwrites)."""
-        v, s = step.node.outputs[0], step.outputs[0]
-        if (step.kernel.into is None or len(step.outputs) > 1 or s in self.plan.offsets or v.users()
-                or not v.type.is_static or v not in self.plan.graph.outputs):
-            return False
-        self.held[s] = self.env[s] = np.empty(v.type.shape, v.type.numpy_dtype)
-        return True
+    def _held(self, step: Step) -> Optional[np.ndarray]:
+        """A buffer of the frame's own for ``step``'s result when it is a graph output that the kernel can
+        write into (``into``) and no step reads, else None: bound like an arena result, the step has no
+        Python left per run, and the run returns a copy (for a small output cheaper than the kernel making
+        a fresh array; outputs never live in the arena, which the next run overwrites)."""
+        v = step.node.outputs[0]
+        if (step.kernel.into is None or len(step.outputs) > 1 or step.outputs[0] in self.plan.offsets
+                or v.users() or not v.type.is_static or v not in self.plan.graph.outputs):
+            return None
+        return np.empty(v.type.shape, v.type.numpy_dtype)
 
     def _place_results(self) -> None:
         """Every planned result's slot holds its slice of the arena (64-byte aligned)."""

@@ -412,8 +412,7 @@ def _buffer_protocol(node, run, clamped) -> dict:
     found = None if clamped else epilogue_tree(node, 3)
     if any(v is not None and v.const_value is None for v in node.inputs[1:3]):
         # a weight or bias that is not a constant is packed from each run's values: no binding
-        into = run.into if found is None else finished_into(node, run.into, 3)
-        return {"into": lambda out, *args: into(out, *args)}
+        return {"into": run.into if found is None else finished_into(node, run.into, 3)}
     if found is None:
         return {"into": lambda out, *args: run.into(out, *args[:3]),
                 "bind": lambda out, *args: run.bind(out, *args[:3])}

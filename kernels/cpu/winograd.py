@@ -34,7 +34,7 @@ from ...errors import UnsupportedError
 from ...runtime.threads import current as current_threads
 from .blas import gemm
 from .gemm import frozen
-from .scratch import scratch  # (conv.py imports it from here too)
+from .scratch import scratch
 
 
 @njit(cache=True)
