@@ -18,12 +18,6 @@ ZOO_MODELS = ["mlp", "senet", "convnext", "unet", "gpt", "bert", "vgg11", "mobil
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 LIGHT_MODELS = sorted(f[:-5] for f in os.listdir(LIGHT_DIR) if f.startswith("light_") and f.endswith(".onnx"))
-# light models whose output depends on float32 summation order: a result that differs only there fails
-ILL_CONDITIONED = {
-    "light_squeezenet": "its weights are constant fills, so all 1000 logits are equal, about 9.5e9, where float32 "
-                        "spacing is 1024: a last-bit difference between channels (irc's logits match onnxruntime "
-                        "to 1e-6 relative) moves the softmax output by up to 0.03",
-}
 
 
 def save_and_load(model: irc.CompiledModel, path) -> irc.CompiledModel:
@@ -74,9 +68,7 @@ def test_zoo_model_from_dynamo_exporter_matches_onnxruntime(name, zoo, tmp_path)
     check_zoo_model(zoo, name, True, tmp_path)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(reason=ILL_CONDITIONED[n], raises=AssertionError, strict=True))
-    if n in ILL_CONDITIONED else n for n in LIGHT_MODELS])
+@pytest.mark.parametrize("name", LIGHT_MODELS)
 def test_light_model_matches_onnxruntime_and_stored_output(name, tmp_path):
     model = onnx.load(os.path.join(LIGHT_DIR, f"{name}.onnx"))
     initializers = {t.name for t in model.graph.initializer}

@@ -1,18 +1,20 @@
-"""The -O2 rewrites (fold-batchnorm, fuse, depthwise, winograd): differential tests against the reference
-interpreter, the Winograd rewrite in IR text, and what they make of whole models."""
+"""The -O2 rewrites (fold-batchnorm, dedup-filters, fuse, depthwise, winograd): differential tests against
+the reference interpreter, the Winograd rewrite in IR text, and what they make of whole models."""
 import os
 
 import numpy as np
 import onnx
 import pytest
 
+import irc
 from irc.frontend import import_onnx
 from irc.ir import parse_graph, print_graph
 from irc.ops.interpret import interpret
 from irc.passes import PassManager, pipeline
 from tests.passes.fixtures import load_cases, random_feeds
+from tests.util import assert_close, node_model, run_ort
 
-PASSES = ["fold-batchnorm", "fuse", "depthwise", "winograd"]
+PASSES = ["fold-batchnorm", "dedup-filters", "fuse", "depthwise", "winograd"]
 CASES = [c for c in load_cases() if set(c.passes) & set(PASSES)]
 LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 
@@ -132,3 +134,18 @@ def test_bad_fused_attributes_are_errors_naming_the_node(attrs, extra, match):
         text = text.replace("%x: f32[2, 3]", "%x: f32[2, 3, 1, 1]")
     with pytest.raises(IrcError, match=match):
         verify(parse_graph(text))
+
+
+def test_repeated_filters_give_bitwise_equal_channels():
+    """A conv of 1000 equal filters (a constant fill, as in the onnx package's light_* models) compiled whole:
+    every channel equals the first bit for bit, which no BLAS promises across the rows of its tiles, and
+    the result matches onnxruntime; the compiled graph computes one filter."""
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 512, 13, 13), dtype=np.float32) * 100
+    consts = {"w": np.full((1000, 512, 1, 1), 0.37, np.float32), "b": np.full(1000, 0.5, np.float32)}
+    model = node_model("Conv", {"x": x}, consts=consts)
+    compiled = irc.compile(model)
+    y = compiled.run({"x": x})["out0"]
+    assert (y == y[:, :1]).all()
+    assert_close(y, run_ort(model, {"x": x})[0])
+    assert [n.outputs[0].type.shape[1] for n in compiled.graph.nodes if n.op == "conv2d"] == [1]
