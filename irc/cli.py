@@ -253,7 +253,7 @@ def cmd_bench(args) -> int:
     if is_artifact(args.model):
         raise IrcError(f"{args.model} is a compiled artifact: bench compares against onnxruntime on the .onnx model")
     result = bench_model(args.model, batch=args.batch, runs=args.runs, blocks=args.blocks, threads=args.threads,
-                         vs=args.vs)
+                         vs=args.vs, disable_passes=args.disable_pass)
     print(json.dumps(result, indent=1) if args.json else format_report(result), end="\n" if args.json else "")
     return 0
 
@@ -394,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--blocks", type=_positive, default=4, metavar="N", help="blocks per engine (default 4)")
     b.add_argument("--threads", type=_positive, default=None, metavar="N",
                    help="threads of both engines (default: irc's policy, IRC_NUM_THREADS or all cores)")
+    b.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help=DISABLE_HELP)
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(fn=cmd_bench)
 

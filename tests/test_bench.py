@@ -49,9 +49,11 @@ def test_cli_bench_prints_every_field(onnx_path, capsys, restore_threads):
 
 
 def test_cli_bench_json(onnx_path, capsys, restore_threads):
-    assert main(["bench", onnx_path, "--runs", "1", "--blocks", "1", "--batch", "3", "--threads", "1", "--json"]) == 0
+    assert main(["bench", onnx_path, "--runs", "1", "--blocks", "1", "--batch", "3", "--threads", "1", "--json",
+                 "--disable-pass", "fuse"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["batch"] == 3 and r["threads"]["threads"] == 1 and r["threads"]["onnxruntime"] == 1
+    assert r["disabled_passes"] == ["fuse"]
     assert r["max_error"] < 1e-5
     for key in ("irc_ms", "ort_ms", "ratio", "compile_s", "first_run_s"):
         assert r[key] > 0, key
@@ -68,6 +70,8 @@ def test_cli_bench_usage_errors(onnx_path, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["bench", onnx_path, "--vs", "tensorflow"])
     assert e.value.code == 2
+    assert main(["bench", onnx_path, "--disable-pass", "no-such-pass"]) == 1
+    assert "unknown pass name(s) 'no-such-pass'" in capsys.readouterr().err
     art = str(tmp_path / "tiny.bin")
     irc.compile(onnx_path).save(art)
     assert main(["bench", art]) == 1

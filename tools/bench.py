@@ -1,7 +1,7 @@
 """``irc bench`` over many models, as one table (the implementation is irc.debug.bench's).
 
     python tools/bench.py MODEL.onnx [MODEL.onnx ...] [--batch N] [--runs N] [--blocks N] [--threads N]
-                          [--markdown] [--json OUT.json] [--kernels N]
+                          [--disable-pass NAME]... [--markdown] [--json OUT.json] [--kernels N]
 
 Each model: irc and onnxruntime in one process on the same inputs, alternating blocks, medians and the ratio;
 max error; compile time; load + first result of the saved artifact in a new process (warm kernel cache); peak
@@ -33,9 +33,9 @@ def markdown_row(r: dict) -> str:
             f"| {ip['peak_rss_mib']:.0f} / {op['peak_rss_mib']:.0f} |")
 
 
-def kernel_rows(path: str, count: int, batch: int) -> str:
+def kernel_rows(path: str, count: int, batch: int, disable_passes) -> str:
     """Markdown rows of the ``count`` slowest nodes of the model at ``path`` whose flops are counted."""
-    m = irc.compile(path)
+    m = irc.compile(path, disable_passes=tuple(disable_passes))
     p = profile(m, random_feeds(m, batch), runs=10)
     name = os.path.basename(path).removesuffix(".onnx")
     rows = [r for r in p.nodes if r.gflops is not None][:count]
@@ -50,6 +50,8 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--blocks", type=int, default=4)
     ap.add_argument("--threads", type=int, default=None, help="default: irc's policy (IRC_NUM_THREADS or all cores)")
+    ap.add_argument("--disable-pass", action="append", default=[], metavar="NAME",
+                    help="compile without pass NAME (repeatable)")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--json", metavar="OUT.json", help="also write every result to OUT.json")
     ap.add_argument("--kernels", type=int, default=0, metavar="N",
@@ -59,7 +61,7 @@ def main(argv=None):
     print(MARKDOWN_HEADER if args.markdown else TABLE_HEADER)
     for path in args.models:
         try:
-            r = bench_model(path, args.batch, args.runs, args.blocks, args.threads)
+            r = bench_model(path, args.batch, args.runs, args.blocks, args.threads, disable_passes=args.disable_pass)
         except Exception as e:  # a benchmark table goes on past a model that fails
             print(f"{os.path.basename(path):<18} FAILED: {type(e).__name__}: {str(e)[:150]}")
             continue
@@ -69,6 +71,8 @@ def main(argv=None):
     if results:  # after the runs, when every BLAS library the models use is loaded
         print()
         sys.stdout.write(format_settings(results[-1]))
+        if args.disable_pass:
+            print(f"passes off:      {', '.join(args.disable_pass)}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
@@ -76,7 +80,7 @@ def main(argv=None):
         print("\n| model | node (algorithm) | shape | ms | GFLOP/s | of SGEMM peak | SGEMM peak GFLOP/s |\n"
               "|---|---|---|---:|---:|---:|---:|")
         for path in args.models:
-            print(kernel_rows(path, args.kernels, args.batch), flush=True)
+            print(kernel_rows(path, args.kernels, args.batch, args.disable_pass), flush=True)
 
 
 if __name__ == "__main__":

@@ -159,8 +159,9 @@ def in_new_process(engine: str, model: str, feeds_path: str, runs: int, threads:
 # ---------------------------------------------------------------------------------------------- the bench
 
 def bench_model(path: str, batch: int = 1, runs: int = 5, blocks: int = 4, threads=None,
-                vs: str = "onnxruntime", fresh_process: bool = True) -> dict:
-    """Benchmark the ONNX model at ``path`` (see the module docstring); returns a JSON-ready dict."""
+                vs: str = "onnxruntime", fresh_process: bool = True, disable_passes=()) -> dict:
+    """Benchmark the ONNX model at ``path`` (see the module docstring), compiled without the passes named in
+    ``disable_passes``; returns a JSON-ready dict."""
     import numpy as np
 
     import irc
@@ -170,14 +171,14 @@ def bench_model(path: str, batch: int = 1, runs: int = 5, blocks: int = 4, threa
         policy.set_num_threads(threads)
     n = policy.get_num_threads()
     t0 = time.perf_counter()
-    m = irc.compile(path)
+    m = irc.compile(path, disable_passes=tuple(disable_passes))
     compile_s = time.perf_counter() - t0
     feeds = random_feeds(m, batch)
     t0 = time.perf_counter()
     got = list(m.run(feeds).values())
     first_run_s = time.perf_counter() - t0
     r = {"model": os.path.basename(path), "batch": batch, "runs": runs, "blocks": blocks,
-         "compile_s": compile_s, "first_run_s": first_run_s}
+         "disabled_passes": list(disable_passes), "compile_s": compile_s, "first_run_s": first_run_s}
     fns = [lambda: m.run(feeds)]
     if vs:
         try:
@@ -223,6 +224,8 @@ def format_settings(r: dict) -> str:
 def format_report(r: dict) -> str:
     """One bench result as the text ``irc bench`` prints."""
     lines = [f"model:           {r['model']} (batch {r['batch']}, {r['blocks']} blocks x {r['runs']} runs)"]
+    if r["disabled_passes"]:
+        lines.append(f"passes off:      {', '.join(r['disabled_passes'])}")
     lines.append(format_settings(r).rstrip("\n"))
     lat = f"latency:         irc {r['irc_ms']:.3f} ms"
     if "ort_ms" in r:
